@@ -1,0 +1,227 @@
+//! The batch ledger: who keeps produced payloads alive, and when they are released.
+//!
+//! Payloads are handed to librdkafka without `RD_KAFKA_MSG_F_COPY`, so their memory must
+//! live until the message's delivery report. A [`Batch`] owns that memory (`keep`, e.g.
+//! the NIF's process-independent env holding the binary terms) and one [`Slot`] per
+//! message. A slot's address is the message's librdkafka opaque. Each slot is released
+//! exactly once: by its delivery report, or at once when librdkafka refused the message.
+//! When the last slot of a batch is released the batch (and `keep`) is dropped.
+//!
+//! Invariant checked by the property tests: whatever the order of reports, refusals and
+//! purges, every slot is released once, a second release is refused, and the batch is
+//! freed exactly when its last slot is released.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Counters of live ledger objects ("outstanding": messages of live batches not yet
+/// released), for leak tests and statistics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Batches not yet freed.
+    pub live_batches: AtomicI64,
+    /// Messages accepted by librdkafka and not yet reported.
+    pub outstanding: AtomicI64,
+    /// Releases refused because the slot was released already (must stay 0).
+    pub double_releases: AtomicI64,
+}
+
+/// Process-wide counters (all clients).
+pub fn global() -> &'static Counters {
+    static C: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
+    C.get_or_init(Counters::default)
+}
+
+/// One message's place in its batch. Its address is the librdkafka opaque.
+pub struct Slot<K> {
+    batch: *const Batch<K>,
+    index: u32,
+    released: AtomicBool,
+}
+
+/// Memory shared by the messages of one produce call.
+pub struct Batch<K> {
+    keep: K,
+    remaining: AtomicUsize,
+    slots: Box<[Slot<K>]>,
+    counters: Arc<Counters>,
+}
+
+// SAFETY: the raw back pointer in each slot only ever points at the batch that contains
+// it; K is Send + Sync, the rest are atomics.
+unsafe impl<K: Send + Sync> Send for Batch<K> {}
+// SAFETY: as above; all shared mutation goes through atomics.
+unsafe impl<K: Send + Sync> Sync for Batch<K> {}
+
+/// What the owner of a freshly created batch holds until every slot is handed out.
+pub struct BatchHandle<K> {
+    batch: *const Batch<K>,
+}
+
+// SAFETY: the handle is a counted reference to a Send + Sync batch.
+unsafe impl<K: Send + Sync> Send for BatchHandle<K> {}
+
+impl<K> Batch<K> {
+    /// The memory this batch keeps alive.
+    pub fn keep(&self) -> &K {
+        &self.keep
+    }
+
+    /// Number of messages in the batch.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when the batch has no message.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+impl<K: Send + Sync> BatchHandle<K> {
+    /// Creates a batch of `n` messages keeping `keep` alive. Every slot starts unreleased:
+    /// the caller must release each (by report or by [`Self::refuse`]).
+    pub fn new(keep: K, n: usize, counters: Arc<Counters>) -> Self {
+        assert!(n > 0 && n <= u32::MAX as usize, "batch size out of range");
+        let arc = Arc::new_cyclic(|weak| {
+            let base = weak.as_ptr();
+            Batch {
+                keep,
+                remaining: AtomicUsize::new(n),
+                slots: (0..n)
+                    .map(|i| Slot { batch: base, index: i as u32, released: AtomicBool::new(false) })
+                    .collect(),
+                counters,
+            }
+        });
+        // Counted as outstanding from the start: a report may arrive (and be counted down)
+        // before produce returns, and the handle must not be touched after its last slot
+        // was handed to librdkafka.
+        arc.counters.live_batches.fetch_add(1, Ordering::Relaxed);
+        arc.counters.outstanding.fetch_add(n as i64, Ordering::Relaxed);
+        global().live_batches.fetch_add(1, Ordering::Relaxed);
+        global().outstanding.fetch_add(n as i64, Ordering::Relaxed);
+        BatchHandle { batch: Arc::into_raw(arc) }
+    }
+
+    /// The batch.
+    pub fn batch(&self) -> &Batch<K> {
+        // SAFETY: the batch lives while any slot is unreleased; the handle is only used
+        // before the caller hands out or refuses its last slot.
+        unsafe { &*self.batch }
+    }
+
+    /// The opaque pointer for message `i` (to give to librdkafka).
+    pub fn opaque(&self, i: usize) -> *mut std::ffi::c_void {
+        &self.batch().slots[i] as *const Slot<K> as *mut std::ffi::c_void
+    }
+
+    /// Releases message `i` that librdkafka refused (no report will come for it).
+    pub fn refuse(&self, i: usize) {
+        // SAFETY: the slot belongs to a live batch (it is unreleased until this call).
+        unsafe { release_slot::<K>(self.opaque(i)) };
+    }
+}
+
+/// Releases the slot behind `opaque` after its delivery report was turned into terms.
+/// Returns false (and counts it) when the slot was released already.
+///
+/// # Safety
+/// `opaque` must come from [`BatchHandle::opaque`] of a batch whose this slot has not been
+/// released, or been released at most once before (double releases are detected while the
+/// batch is still alive).
+pub unsafe fn release_reported<K>(opaque: *mut std::ffi::c_void) -> bool {
+    release_slot::<K>(opaque)
+}
+
+unsafe fn release_slot<K>(opaque: *mut std::ffi::c_void) -> bool {
+    let slot = &*(opaque as *const Slot<K>);
+    let batch = &*slot.batch;
+    if slot.released.swap(true, Ordering::AcqRel) {
+        batch.counters.double_releases.fetch_add(1, Ordering::Relaxed);
+        global().double_releases.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    batch.counters.outstanding.fetch_sub(1, Ordering::Relaxed);
+    global().outstanding.fetch_sub(1, Ordering::Relaxed);
+    if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        batch.counters.live_batches.fetch_sub(1, Ordering::Relaxed);
+        global().live_batches.fetch_sub(1, Ordering::Relaxed);
+        drop(Arc::from_raw(slot.batch));
+    }
+    true
+}
+
+/// A view of the message behind an opaque: its batch and index.
+///
+/// # Safety
+/// The slot must be unreleased (its batch alive) for the lifetime `'a`.
+pub unsafe fn lookup<'a, K>(opaque: *mut std::ffi::c_void) -> (&'a Batch<K>, usize) {
+    let slot = &*(opaque as *const Slot<K>);
+    (&*slot.batch, slot.index as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Keep(Arc<AtomicUsize>);
+    impl Drop for Keep {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_slot_released_once_batch_freed_at_last(
+            n in 1usize..200,
+            refused in proptest::collection::vec(any::<bool>(), 200),
+            order in Just(()).prop_perturb(|_, mut rng| {
+                let mut v: Vec<usize> = (0..200).collect();
+                for i in (1..v.len()).rev() { let j = (rng.next_u32() as usize) % (i + 1); v.swap(i, j); }
+                v
+            }),
+            dup in proptest::collection::vec(0usize..200, 0..5),
+        ) {
+            let freed = Arc::new(AtomicUsize::new(0));
+            let counters = Arc::new(Counters::default());
+            let h = BatchHandle::new(Keep(freed.clone()), n, counters.clone());
+            let opaques: Vec<_> = (0..n).map(|i| h.opaque(i) as usize).collect();
+            for i in 0..n { if refused[i] { h.refuse(i) } }
+            let mut reported = 0;
+            let accepted: Vec<usize> = order.iter().copied().filter(|&i| i < n && !refused[i]).collect();
+            for (k, &i) in accepted.iter().enumerate() {
+                prop_assert_eq!(freed.load(Ordering::SeqCst), 0);
+                // A duplicate report while the batch is alive is refused, never a double free.
+                if k + 1 < accepted.len() {
+                    for &d in &dup {
+                        if d < n && refused[d] {
+                            let again = unsafe { release_reported::<Keep>(opaques[d] as *mut _) };
+                            prop_assert!(!again, "double release accepted");
+                        }
+                    }
+                }
+                let first = unsafe { release_reported::<Keep>(opaques[i] as *mut _) };
+                prop_assert!(first, "first release refused");
+                reported += 1;
+            }
+            prop_assert_eq!(freed.load(Ordering::SeqCst), 1);
+            prop_assert_eq!(counters.live_batches.load(Ordering::SeqCst), 0);
+            prop_assert_eq!(counters.outstanding.load(Ordering::SeqCst), 0);
+            prop_assert_eq!(reported, accepted.len());
+        }
+    }
+
+    #[test]
+    fn lookup_finds_batch_and_index() {
+        let freed = Arc::new(AtomicUsize::new(0));
+        let h = BatchHandle::new(Keep(freed.clone()), 3, Arc::new(Counters::default()));
+        let (b, i) = unsafe { lookup::<Keep>(h.opaque(2)) };
+        assert_eq!((b.len(), i), (3, 2));
+        for i in 0..3 { h.refuse(i) }
+        assert_eq!(freed.load(Ordering::SeqCst), 1);
+    }
+}

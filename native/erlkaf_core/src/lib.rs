@@ -1,0 +1,21 @@
+//! erlkaf_core: the safe engine of erlkaf over librdkafka (rdkafka-sys).
+//!
+//! It knows nothing of Erlang terms. The NIF crate supplies the memory owner of each
+//! produced batch (`K`, a process-independent env) and a [`pump::Sink`] that turns drained
+//! events into messages. Owner types free every native object ([`native`]); the one
+//! blocking destroy runs on the [`reaper`].
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ledger;
+pub mod message;
+pub mod mock;
+pub mod native;
+pub mod producer;
+pub mod pump;
+pub mod reaper;
+
+pub use error::{Error, ErrorCode, Result};
+pub use rdkafka_sys;

@@ -1,0 +1,351 @@
+//! The producer: payloads by reference, one report per accepted message.
+//!
+//! [`Producer::new`] creates the `rd_kafka_t` with the event API (DR, ERROR, LOG, STATS on
+//! the main queue) and starts its [`Pump`](crate::pump). [`Shared::produce`] hands messages
+//! to librdkafka without `RD_KAFKA_MSG_F_COPY`: the payload memory belongs to the batch's
+//! `keep` and is released by the ledger when the last report of the batch was delivered.
+//!
+//! `delivery.report.only.error` is forced to `false`: with it librdkafka destroys successful
+//! messages without a report, and their payloads would never be released. Filtering
+//! successes is the sink's job.
+//!
+//! Teardown ([`Producer::shutdown`]) blocks and runs on a thread of its own: stop new
+//! produce calls, flush up to a timeout, purge what is left (each purged message gets an
+//! error report), wait for those reports, stop the pump, then let the reaper destroy the
+//! handle.
+
+use crate::client::{Kafka, Kind};
+use crate::config::Properties;
+use crate::error::{Error, ErrorCode, Result};
+use crate::ledger::{BatchHandle, Counters};
+use crate::native::{NativeHeaders, NativePtr, NativeQueue, NativeTopic};
+use crate::pump::{Pump, Sink};
+use parking_lot::{Mutex, RwLock};
+use rdkafka_sys as rd;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One message to produce. `value` must stay valid as long as the batch's `keep` lives.
+#[derive(Clone, Copy, Debug)]
+pub struct OutMessage<'a> {
+    /// Topic name.
+    pub topic: &'a [u8],
+    /// Partition, or -1 (`RD_KAFKA_PARTITION_UA`) for the partitioner.
+    pub partition: i32,
+    /// Key; `None` is a null key. Copied by librdkafka.
+    pub key: Option<&'a [u8]>,
+    /// Value; `None` is a null value (tombstone). Passed by reference.
+    pub value: Option<&'a [u8]>,
+    /// Headers in order; a `None` value is a null header value. Copied by librdkafka.
+    pub headers: &'a [(&'a [u8], Option<&'a [u8]>)],
+    /// Milliseconds since the epoch; 0 lets librdkafka stamp the create time.
+    pub timestamp: i64,
+}
+
+/// What happened to a batch given to [`Shared::produce`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProduceOutcome {
+    /// Messages `0..accepted` were accepted and will each get exactly one report.
+    pub accepted: usize,
+    /// When set, message `accepted` was refused with this error and later messages were
+    /// not attempted. No report comes for refused or unattempted messages.
+    pub error: Option<Error>,
+}
+
+/// What teardown did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The flush finished within its timeout (nothing had to be purged).
+    pub flushed: bool,
+    /// Messages still queued or in flight when the flush gave up (purged, reported as errors).
+    pub purged: i64,
+    /// Messages without a report when the pump stopped (0 unless librdkafka misbehaved).
+    pub unreported: i64,
+}
+
+/// The part of a producer that produce calls use from any thread.
+pub struct Shared<K> {
+    // Field order is drop order: topics and queue must go before the rd_kafka_t.
+    topics: RwLock<HashMap<Box<[u8]>, NativeTopic>>,
+    queue: NativeQueue,
+    closed: RwLock<bool>,
+    counters: Arc<Counters>,
+    kafka: Kafka,
+    _keep: PhantomData<fn() -> K>,
+}
+
+/// The owner of a producer: dropping it without [`Producer::shutdown`] tears it down on a
+/// reaper thread (no flush, purge with error reports).
+pub struct Producer<K: Send + Sync + 'static> {
+    shared: Arc<Shared<K>>,
+    pump: Mutex<Option<Pump<K>>>,
+}
+
+impl<K: Send + Sync + 'static> Producer<K> {
+    /// Creates the client and starts its pump.
+    pub fn new(name: &str, props: &Properties, sink: Box<dyn Sink<K>>) -> Result<Producer<K>> {
+        let mut props = props.clone();
+        props.set("log.queue", "true");
+        props.set("delivery.report.only.error", "false");
+        let kafka = Kafka::new(Kind::Producer, &props, |conf| {
+            let events = rd::RD_KAFKA_EVENT_DR | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
+                | rd::RD_KAFKA_EVENT_STATS;
+            // SAFETY: conf is live and not yet handed to rd_kafka_new.
+            unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
+        })?;
+        // SAFETY: live handle; NULL forwards logs to the main queue.
+        unsafe { rd::rd_kafka_set_log_queue(kafka.ptr(), std::ptr::null_mut()) };
+        // SAFETY: live handle; the main queue reference is ours to destroy.
+        let queue = unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_get_main(kafka.ptr())) }
+            .ok_or_else(|| Error::ClientCreation("no main queue".into()))?;
+        let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink)
+            .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
+        let shared = Arc::new(Shared {
+            topics: RwLock::new(HashMap::new()),
+            queue,
+            closed: RwLock::new(false),
+            counters: Arc::new(Counters::default()),
+            kafka,
+            _keep: PhantomData,
+        });
+        Ok(Producer { shared, pump: Mutex::new(Some(pump)) })
+    }
+
+    /// The handle produce calls use.
+    pub fn shared(&self) -> &Arc<Shared<K>> {
+        &self.shared
+    }
+
+    /// Blocking teardown (see the module doc). Call it on a thread of your own; a second
+    /// call returns `None`.
+    pub fn shutdown(&self, flush_timeout: Duration) -> Option<ShutdownReport> {
+        let pump = self.pump.lock().take()?;
+        Some(teardown(&self.shared, pump, flush_timeout))
+    }
+}
+
+impl<K: Send + Sync + 'static> Drop for Producer<K> {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.get_mut().take() {
+            let shared = self.shared.clone();
+            crate::reaper::run("producer", move || {
+                teardown(&shared, pump, Duration::ZERO);
+            });
+        }
+    }
+}
+
+fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_timeout: Duration) -> ShutdownReport {
+    // No produce call runs past this point (they hold the read lock while producing).
+    *shared.closed.write() = true;
+    let mut report = ShutdownReport { flushed: shared.flush(flush_timeout).is_ok(), ..Default::default() };
+    if !report.flushed {
+        report.purged = shared.kafka.outq_len() as i64;
+        let flags = rd::RD_KAFKA_PURGE_F_QUEUE | rd::RD_KAFKA_PURGE_F_INFLIGHT;
+        // SAFETY: live handle; we are not on a librdkafka thread.
+        unsafe { rd::rd_kafka_purge(shared.kafka.ptr(), flags as i32) };
+        // Purged messages get their (error) reports through the pump.
+        let _ = shared.flush(Duration::from_secs(10));
+    }
+    let sink = pump.stop();
+    report.unreported = shared.counters.outstanding.load(Ordering::SeqCst);
+    if let Some(mut sink) = sink {
+        sink.stopped(&report);
+    }
+    report
+}
+
+impl<K: Send + Sync + 'static> Shared<K> {
+    /// Produces `msgs` as one batch whose memory `keep` owns.
+    ///
+    /// # Safety
+    /// Every `value` slice must point into memory that stays valid and unchanged as long
+    /// as `keep` lives.
+    pub unsafe fn produce(&self, keep: K, msgs: &[OutMessage<'_>]) -> ProduceOutcome {
+        if msgs.is_empty() {
+            return ProduceOutcome { accepted: 0, error: None };
+        }
+        let closed = self.closed.read();
+        if *closed {
+            return ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) };
+        }
+        let handle = BatchHandle::new(keep, msgs.len(), self.counters.clone());
+        let mut last_topic: Option<(&[u8], *mut rd::rd_kafka_topic_t)> = None;
+        for (i, m) in msgs.iter().enumerate() {
+            let rkt = match last_topic {
+                Some((name, rkt)) if name == m.topic => Ok(rkt),
+                _ => self.topic(m.topic),
+            };
+            let res = rkt.and_then(|rkt| {
+                last_topic = Some((m.topic, rkt));
+                produce_one(self.kafka.ptr(), rkt, m, handle.opaque(i))
+            });
+            if let Err(e) = res {
+                for j in i..msgs.len() {
+                    handle.refuse(j);
+                }
+                return ProduceOutcome { accepted: i, error: Some(e) };
+            }
+        }
+        ProduceOutcome { accepted: msgs.len(), error: None }
+    }
+
+    /// The cached topic handle for `name`, created with the client's default topic
+    /// configuration on first use.
+    fn topic(&self, name: &[u8]) -> Result<*mut rd::rd_kafka_topic_t> {
+        if let Some(t) = self.topics.read().get(name) {
+            return Ok(t.ptr());
+        }
+        self.create_topic_inner(name, None, false)
+    }
+
+    /// Creates a topic handle with its own configuration. `Error::TopicExists` when a
+    /// handle for `name` exists already (also one made implicitly by an earlier produce).
+    pub fn create_topic(&self, name: &[u8], props: &Properties) -> Result<()> {
+        if *self.closed.read() {
+            return Err(Error::ClientStopped);
+        }
+        self.create_topic_inner(name, Some(props), true).map(|_| ())
+    }
+
+    fn create_topic_inner(&self, name: &[u8], props: Option<&Properties>, exclusive: bool) -> Result<*mut rd::rd_kafka_topic_t> {
+        if name.is_empty() || name.len() > 249 {
+            return Err(Error::InvalidTopic);
+        }
+        let cname = CString::new(name).map_err(|_| Error::InvalidTopic)?;
+        let conf = props.map(|p| p.to_topic_conf()).transpose()?;
+        let mut topics = self.topics.write();
+        if let Some(t) = topics.get(name) {
+            return if exclusive { Err(Error::TopicExists) } else { Ok(t.ptr()) };
+        }
+        let conf_ptr = conf.map(|c| c.into_raw()).unwrap_or(std::ptr::null_mut());
+        // SAFETY: live handle; conf ownership passes to librdkafka (also on failure, per
+        // rdkafka.h: "the conf object is freed by this function").
+        let rkt = unsafe { rd::rd_kafka_topic_new(self.kafka.ptr(), cname.as_ptr(), conf_ptr) };
+        // SAFETY: rkt is a new handle owned by us, or null.
+        let topic = unsafe { NativePtr::from_ptr(rkt) }.ok_or_else(|| {
+            // SAFETY: reads the thread-local last error.
+            Error::Kafka(ErrorCode::from_raw(unsafe { rd::rd_kafka_last_error() }))
+        })?;
+        let ptr = topic.ptr();
+        topics.insert(name.into(), topic);
+        Ok(ptr)
+    }
+
+    /// Waits until every message was delivered and its report drained by the pump, up
+    /// to `timeout`. Blocking: never call it on a BEAM scheduler.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: live handle; the pump serves the queue meanwhile (event DR mode).
+        let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_flush(self.kafka.ptr(), ms) });
+        if err.is_ok() { Ok(()) } else { Err(Error::Kafka(err)) }
+    }
+
+    /// Messages and requests still held by librdkafka.
+    pub fn outq_len(&self) -> i32 {
+        self.kafka.outq_len()
+    }
+
+    /// Counters of this client's ledger.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// True once teardown started.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.read()
+    }
+
+    /// The raw client handle (for the mock cluster and tests), valid while `self` lives.
+    pub fn raw(&self) -> *mut rd::rd_kafka_t {
+        self.kafka.ptr()
+    }
+
+    #[doc(hidden)]
+    pub fn queue_ptr(&self) -> *mut rd::rd_kafka_queue_t {
+        self.queue.ptr()
+    }
+}
+
+/// Non-null pointer for empty values: librdkafka treats a NULL payload as a null value.
+static EMPTY: [u8; 1] = [0];
+
+fn produce_one(
+    rk: *mut rd::rd_kafka_t,
+    rkt: *mut rd::rd_kafka_topic_t,
+    m: &OutMessage<'_>,
+    opaque: *mut std::ffi::c_void,
+) -> Result<()> {
+    use rd::rd_kafka_vtype_t as V;
+    let zero: rd::rd_kafka_vu_s__bindgen_ty_1 = rd::rd_kafka_vu_s__bindgen_ty_1 { _pad: [0; 64] };
+    let mut vus = [rd::rd_kafka_vu_t { vtype: V::RD_KAFKA_VTYPE_END, u: zero }; 7];
+    let mut n = 0;
+    let mut push = |vtype, u| {
+        vus[n] = rd::rd_kafka_vu_t { vtype, u };
+        n += 1;
+    };
+    push(V::RD_KAFKA_VTYPE_RKT, rd::rd_kafka_vu_s__bindgen_ty_1 { rkt });
+    push(V::RD_KAFKA_VTYPE_PARTITION, rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: m.partition });
+    if let Some(v) = m.value {
+        let ptr = if v.is_empty() { EMPTY.as_ptr() } else { v.as_ptr() };
+        let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: v.len() };
+        push(V::RD_KAFKA_VTYPE_VALUE, rd::rd_kafka_vu_s__bindgen_ty_1 { mem });
+    }
+    if let Some(k) = m.key {
+        let ptr = if k.is_empty() { EMPTY.as_ptr() } else { k.as_ptr() };
+        let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: k.len() };
+        push(V::RD_KAFKA_VTYPE_KEY, rd::rd_kafka_vu_s__bindgen_ty_1 { mem });
+    }
+    push(V::RD_KAFKA_VTYPE_OPAQUE, rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque });
+    if m.timestamp != 0 {
+        push(V::RD_KAFKA_VTYPE_TIMESTAMP, rd::rd_kafka_vu_s__bindgen_ty_1 { i64_: m.timestamp });
+    }
+    let mut headers: Option<NativeHeaders> = None;
+    if !m.headers.is_empty() {
+        // SAFETY: fresh headers object, ours until librdkafka takes it.
+        let h = unsafe { NativePtr::from_ptr(rd::rd_kafka_headers_new(m.headers.len())) }
+            .ok_or(Error::Kafka(ErrorCode::INVALID_ARG))?;
+        for (name, value) in m.headers {
+            let (vp, vl) = match value {
+                Some(v) => (v.as_ptr() as *const std::ffi::c_void, v.len() as isize),
+                None => (std::ptr::null(), 0),
+            };
+            // SAFETY: h is live; name and value are valid for their lengths (copied).
+            let e = unsafe {
+                rd::rd_kafka_header_add(h.ptr(), name.as_ptr() as *const _, name.len() as isize, vp, vl)
+            };
+            if e != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return Err(Error::Kafka(ErrorCode::from_raw(e)));
+            }
+        }
+        push(V::RD_KAFKA_VTYPE_HEADERS, rd::rd_kafka_vu_s__bindgen_ty_1 { headers: h.ptr() });
+        headers = Some(h);
+    }
+    // SAFETY: vus holds n valid entries; value memory outlives the report (caller's
+    // contract); everything else is copied by librdkafka.
+    let err = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr(), n) };
+    // SAFETY: err is null or an error object we own.
+    match unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(err) } {
+        None => {
+            // librdkafka owns the headers now.
+            if let Some(h) = headers {
+                h.into_raw();
+            }
+            Ok(())
+        }
+        Some(e) => {
+            // SAFETY: live error object.
+            let code = ErrorCode::from_raw(unsafe { rd::rd_kafka_error_code(e.ptr()) });
+            Err(Error::Kafka(code))
+        }
+    }
+}
+
+/// A deadline helper for callers that split work into ~1 ms slices.
+pub fn deadline_after(budget: Duration) -> Instant {
+    Instant::now() + budget
+}

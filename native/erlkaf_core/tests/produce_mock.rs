@@ -1,0 +1,211 @@
+//! Producer behaviour against the in-process mock cluster.
+
+use erlkaf_core::config::Properties;
+use erlkaf_core::mock::MockCluster;
+use erlkaf_core::producer::{OutMessage, Producer, ShutdownReport};
+use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
+use erlkaf_core::{Error, ErrorCode};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Payload owner of a test batch: the values themselves.
+type Keep = Vec<Vec<u8>>;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Report {
+    index: usize,
+    err: ErrorCode,
+    partition: i32,
+    offset: i64,
+    value: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    headers: Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+    ts: (i64, erlkaf_core::message::TimestampType),
+}
+
+enum Msg {
+    Reports(Vec<Report>),
+    Stopped(ShutdownReport),
+}
+
+struct TestSink(mpsc::Sender<Msg>);
+
+impl Sink<Keep> for TestSink {
+    fn deliveries(&mut self, reports: &[Delivery<'_, Keep>]) {
+        let v = reports
+            .iter()
+            .map(|d| {
+                // The payload librdkafka reports is our memory, not a copy.
+                if let Some(p) = d.message.payload() {
+                    let ours = &d.batch.keep()[d.index];
+                    assert_eq!(p.as_ptr(), ours.as_ptr(), "payload was copied");
+                }
+                Report {
+                    index: d.index,
+                    err: d.error(),
+                    partition: d.message.partition(),
+                    offset: d.message.offset(),
+                    value: d.message.payload().map(|p| p.to_vec()),
+                    key: d.message.key().map(|p| p.to_vec()),
+                    headers: d.message.headers().map(|h| {
+                        h.into_iter().map(|(n, v)| (n.to_vec(), v.map(|v| v.to_vec()))).collect()
+                    }),
+                    ts: d.timestamp(),
+                }
+            })
+            .collect();
+        let _ = self.0.send(Msg::Reports(v));
+    }
+    fn event(&mut self, _e: ClientEvent<'_>) {}
+    fn stopped(&mut self, r: &ShutdownReport) {
+        let _ = self.0.send(Msg::Stopped(r.clone()));
+    }
+}
+
+fn producer(mock: &MockCluster, extra: &[(&str, &str)]) -> (Producer<Keep>, mpsc::Receiver<Msg>) {
+    let (tx, rx) = mpsc::channel();
+    let mut props = Properties::new([("bootstrap.servers", mock.bootstrap_servers()), ("linger.ms", "1")]);
+    for (k, v) in extra {
+        props.set(k, v);
+    }
+    (Producer::new("test", &props, Box::new(TestSink(tx))).unwrap(), rx)
+}
+
+/// Slices into the heap buffers of `keep`, which do not move when `keep` itself is moved
+/// into the batch.
+fn borrow(keep: &Keep) -> Vec<&'static [u8]> {
+    keep.iter().map(|v| unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }).collect()
+}
+
+fn collect(rx: &mpsc::Receiver<Msg>, n: usize) -> Vec<Report> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match rx.recv_timeout(Duration::from_secs(20)).expect("reports in time") {
+            Msg::Reports(r) => out.extend(r),
+            Msg::Stopped(r) => panic!("stopped early: {r:?}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn batch_is_reported_once_per_message_with_offsets() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("t1", 2, 1).unwrap();
+    let (p, rx) = producer(&mock, &[]);
+    let keep: Keep = (0..1000).map(|i| format!("value-{i}").into_bytes()).collect();
+    let values = keep.clone();
+    let vals = borrow(&keep);
+    let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("k{i}").into_bytes()).collect();
+    let hdrs = [(&b"h1"[..], Some(&b"v1"[..])), (&b"h2"[..], None)];
+    let msgs: Vec<OutMessage> = (0..1000)
+        .map(|i| OutMessage {
+            topic: b"t1",
+            partition: (i % 2) as i32,
+            key: Some(&keys[i]),
+            value: Some(vals[i]),
+            headers: if i == 0 { &hdrs } else { &[] },
+            timestamp: if i == 1 { 1_600_000_000_000 } else { 0 },
+        })
+        .collect();
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!(out.accepted, 1000);
+    assert!(out.error.is_none());
+    let mut reports = collect(&rx, 1000);
+    reports.sort_by_key(|r| r.index);
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r.index, i);
+        assert!(r.err.is_ok(), "{:?}", r.err);
+        assert_eq!(r.partition, (i % 2) as i32);
+        assert_eq!(r.value.as_deref(), Some(&values[i][..]));
+        assert_eq!(r.key.as_deref(), Some(&keys[i][..]));
+    }
+    // Offsets per partition are 0..500.
+    for part in 0..2 {
+        let mut offs: Vec<i64> = reports.iter().filter(|r| r.partition == part).map(|r| r.offset).collect();
+        offs.sort();
+        assert_eq!(offs, (0..500).collect::<Vec<_>>());
+    }
+    assert_eq!(reports[0].headers, Some(vec![(b"h1".to_vec(), Some(b"v1".to_vec())), (b"h2".to_vec(), None)]));
+    // The mock answers every Produce with LogAppendTime 1234 (rdkafka_mock_handlers.c), and
+    // librdkafka reports the broker's time then; a real broker with CreateTime echoes ours.
+    use erlkaf_core::message::TimestampType::*;
+    assert!(matches!(reports[1].ts, (1_600_000_000_000, CreateTime) | (1234, LogAppendTime)), "{:?}", reports[1].ts);
+    assert_eq!(p.shared().counters().live_batches.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let rep = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(rep.flushed);
+    assert_eq!(rep.unreported, 0);
+}
+
+#[test]
+fn null_key_and_tombstone() {
+    let mock = MockCluster::new(1).unwrap();
+    let (p, rx) = producer(&mock, &[]);
+    let msgs = [OutMessage { topic: b"t2", partition: -1, key: None, value: None, headers: &[], timestamp: 0 }];
+    let out = unsafe { p.shared().produce(Vec::new(), &msgs) };
+    assert_eq!(out.accepted, 1);
+    let r = collect(&rx, 1);
+    assert!(r[0].err.is_ok());
+    assert_eq!((r[0].key.clone(), r[0].value.clone()), (None, None));
+}
+
+#[test]
+fn queue_full_refuses_the_rest_and_says_where() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.broker_down(-1).unwrap();
+    let (p, rx) = producer(&mock, &[("queue.buffering.max.messages", "10")]);
+    let keep: Keep = (0..25).map(|i| vec![i as u8; 100]).collect();
+    let vals = borrow(&keep);
+    let msgs: Vec<OutMessage> = vals
+        .iter()
+        .map(|v| OutMessage { topic: b"t3", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 })
+        .collect();
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!(out.accepted, 10);
+    assert_eq!(out.error, Some(Error::Kafka(ErrorCode::QUEUE_FULL)));
+    // Stop with the broker down: the 10 accepted are purged and each gets an error report.
+    let rep = p.shutdown(Duration::from_millis(200)).unwrap();
+    assert!(!rep.flushed);
+    assert_eq!(rep.unreported, 0);
+    let mut errs = 0;
+    let mut stopped = false;
+    while let Ok(m) = rx.recv_timeout(Duration::from_secs(5)) {
+        match m {
+            Msg::Reports(r) => {
+                errs += r.iter().filter(|r| !r.err.is_ok()).count();
+                assert!(r.iter().all(|r| !r.err.is_ok()));
+            }
+            Msg::Stopped(_) => {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    assert!(stopped);
+    assert_eq!(errs, 10);
+}
+
+#[test]
+fn create_topic_twice_and_bad_config() {
+    let mock = MockCluster::new(1).unwrap();
+    let (p, _rx) = producer(&mock, &[]);
+    let acks = Properties::new([("request.required.acks", "1")]);
+    p.shared().create_topic(b"t4", &acks).unwrap();
+    assert_eq!(p.shared().create_topic(b"t4", &acks), Err(Error::TopicExists));
+    let bad = Properties::new([("request.required.acks", "lots")]);
+    assert!(matches!(p.shared().create_topic(b"t5", &bad), Err(Error::InvalidConfig(..))));
+    assert_eq!(p.shared().create_topic(b"", &acks), Err(Error::InvalidTopic));
+    let (tx, _rx2) = mpsc::channel();
+    let badp = Producer::<Keep>::new("x", &Properties::new([("linger.ms", "x")]), Box::new(TestSink(tx)));
+    assert!(matches!(badp, Err(Error::InvalidConfig(k, _)) if k == "linger.ms"));
+}
+
+#[test]
+fn produce_after_shutdown_is_refused() {
+    let mock = MockCluster::new(1).unwrap();
+    let (p, _rx) = producer(&mock, &[]);
+    p.shutdown(Duration::from_secs(1)).unwrap();
+    let msgs = [OutMessage { topic: b"t6", partition: -1, key: None, value: Some(b"x"), headers: &[], timestamp: 0 }];
+    let out = unsafe { p.shared().produce(Vec::new(), &msgs) };
+    assert_eq!(out, erlkaf_core::producer::ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) });
+}

@@ -1,0 +1,1 @@
+rustler::init!("erlkaf_nif");
