@@ -1,1 +1,46 @@
+//! erlkaf_nif: the thin rustler layer of erlkaf. Each NIF decodes terms, makes one call
+//! into erlkaf_core and encodes the result; drained events become messages in `sink`.
+//! NIF names are `<domain>_<verb>` and match the stubs in `src/erlkaf_nif.erl`.
+
+mod atoms;
+mod decode;
+mod error;
+mod keep;
+mod mock;
+mod producer;
+mod resource;
+mod sink;
+
+use rustler::{Encoder, Env, Term};
+
+/// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
+/// librdkafka_version}`: counters for leak tests and diagnostics.
+#[rustler::nif]
+fn nif_counters(env: Env) -> Term {
+    use std::sync::atomic::Ordering::SeqCst;
+    let g = erlkaf_core::ledger::global();
+    let pairs = [
+        (atoms::live_batches().encode(env), g.live_batches.load(SeqCst).encode(env)),
+        (atoms::outstanding().encode(env), g.outstanding.load(SeqCst).encode(env)),
+        (atoms::double_releases().encode(env), g.double_releases.load(SeqCst).encode(env)),
+        (atoms::live_clients().encode(env), erlkaf_core::client::live_clients().encode(env)),
+        (atoms::live_mocks().encode(env), erlkaf_core::mock::live_clusters().encode(env)),
+        (atoms::reapers().encode(env), erlkaf_core::reaper::running().encode(env)),
+        (atoms::librdkafka_version().encode(env), erlkaf_core::client::librdkafka_version().encode(env)),
+    ];
+    Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
+
+/// `(client | topic, [{Name, Value}]) -> ok | {error, {invalid_config, Name, Message}}`:
+/// checks properties with librdkafka without creating a client (microseconds).
+#[rustler::nif]
+fn config_check<'a>(env: Env<'a>, scope: rustler::Atom, props: Vec<(String, String)>) -> Term<'a> {
+    let props = erlkaf_core::config::Properties(props);
+    let res = if scope == atoms::topic() { props.to_topic_conf().map(drop) } else { props.to_conf().map(drop) };
+    match res {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => error::error_tuple(env, &e),
+    }
+}
+
 rustler::init!("erlkaf_nif");

@@ -1,0 +1,196 @@
+//! Terms to produce requests. Nothing here allocates per message except header lists.
+//!
+//! Accepted message forms (see `erlkaf:produce_batch/3`):
+//! - `Value` (binary or iolist): a value with a null key;
+//! - `{Key, Value}`;
+//! - `{Partition, Key, Value, Headers, Timestamp}` (what `produce/4..7` send);
+//! - a map with any of `key`, `value`, `headers`, `partition`, `timestamp`.
+//!
+//! `undefined` is a null key or value. Headers are a list of `{Name, Value}` or a map;
+//! names and values may be binaries, iolists, atoms or integers; a header value may be
+//! `undefined` (null).
+
+use crate::atoms;
+use crate::keep::Keep;
+use rustler::types::map::MapIterator;
+use rustler::{Atom, Binary, Term, TermType};
+
+/// Which part of a message was wrong.
+#[derive(Clone, Copy, Debug)]
+pub enum Bad {
+    /// The key.
+    Key,
+    /// The value.
+    Value,
+    /// The headers.
+    Headers,
+    /// The partition.
+    Partition,
+    /// The timestamp.
+    Timestamp,
+    /// The shape of the message.
+    Message,
+}
+
+impl Bad {
+    /// The atom naming the part.
+    pub fn atom(self) -> Atom {
+        match self {
+            Bad::Key => atoms::key(),
+            Bad::Value => atoms::value(),
+            Bad::Headers => atoms::headers(),
+            Bad::Partition => atoms::partition(),
+            Bad::Timestamp => atoms::timestamp(),
+            Bad::Message => atoms::message(),
+        }
+    }
+}
+
+/// A decoded message; `value` points into the batch env.
+pub struct Decoded<'a> {
+    pub partition: i32,
+    pub key: Option<Binary<'a>>,
+    pub value: Option<&'static [u8]>,
+    pub value_term: Option<rustler::sys::ErlNifTerm>,
+    pub headers: Vec<(Binary<'a>, Option<Binary<'a>>)>,
+    pub timestamp: i64,
+}
+
+fn is_undefined(t: Term) -> bool {
+    t.get_type() == TermType::Atom && t == atoms::undefined().to_term(t.get_env())
+}
+
+/// Key bytes (librdkafka copies the key, so the caller's env is fine).
+fn bytes_opt<'a>(t: Term<'a>, what: Bad) -> Result<Option<Binary<'a>>, Bad> {
+    if is_undefined(t) {
+        return Ok(None);
+    }
+    t.decode_as_binary().map(Some).map_err(|_| what)
+}
+
+/// Header name or value: binary, iolist, atom or integer.
+fn header_part<'a>(t: Term<'a>) -> Result<Binary<'a>, Bad> {
+    match t.get_type() {
+        TermType::Atom => {
+            let s = t.atom_to_string().map_err(|_| Bad::Headers)?;
+            Ok(owned(t, s.as_bytes()))
+        }
+        TermType::Integer => {
+            let i: i64 = t.decode().map_err(|_| Bad::Headers)?;
+            Ok(owned(t, i.to_string().as_bytes()))
+        }
+        _ => t.decode_as_binary().map_err(|_| Bad::Headers),
+    }
+}
+
+fn owned<'a>(t: Term<'a>, b: &[u8]) -> Binary<'a> {
+    let mut o = rustler::OwnedBinary::new(b.len());
+    o.as_mut_slice().copy_from_slice(b);
+    Binary::from_owned(o, t.get_env())
+}
+
+fn headers<'a>(t: Term<'a>) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad> {
+    if is_undefined(t) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut push = |k: Term<'a>, v: Term<'a>| -> Result<(), Bad> {
+        let val = if is_undefined(v) { None } else { Some(header_part(v)?) };
+        out.push((header_part(k)?, val));
+        Ok(())
+    };
+    match t.get_type() {
+        TermType::List => {
+            for item in t.into_list_iterator().map_err(|_| Bad::Headers)? {
+                let (k, v): (Term, Term) = item.decode().map_err(|_| Bad::Headers)?;
+                push(k, v)?;
+            }
+        }
+        TermType::Map => {
+            for (k, v) in MapIterator::new(t).ok_or(Bad::Headers)? {
+                push(k, v)?;
+            }
+        }
+        _ => return Err(Bad::Headers),
+    }
+    Ok(out)
+}
+
+/// Value: copied into the batch env (no byte copy for refc binaries), or null.
+fn value(keep: &Keep, t: Term) -> Result<(Option<&'static [u8]>, Option<rustler::sys::ErlNifTerm>), Bad> {
+    if is_undefined(t) {
+        return Ok((None, None));
+    }
+    let is_bin = t.is_binary();
+    if !is_bin && t.get_type() != TermType::List {
+        return Err(Bad::Value);
+    }
+    let copy = keep.copy_in(t.as_c_arg());
+    let bytes = keep.bytes(copy, is_bin).ok_or(Bad::Value)?;
+    Ok((Some(bytes), if is_bin { Some(copy) } else { None }))
+}
+
+fn partition(t: Term) -> Result<i32, Bad> {
+    match t.decode::<i64>() {
+        Ok(p) if (-1..=i32::MAX as i64).contains(&p) => Ok(p as i32),
+        _ => Err(Bad::Partition),
+    }
+}
+
+fn timestamp(t: Term) -> Result<i64, Bad> {
+    if is_undefined(t) {
+        return Ok(0);
+    }
+    match t.decode::<i64>() {
+        Ok(ts) if ts >= 0 => Ok(ts),
+        _ => Err(Bad::Timestamp),
+    }
+}
+
+/// Decodes one message (see the module doc for the forms).
+pub fn message<'a>(keep: &Keep, t: Term<'a>) -> Result<Decoded<'a>, Bad> {
+    let mut d = Decoded { partition: -1, key: None, value: None, value_term: None, headers: Vec::new(), timestamp: 0 };
+    match t.get_type() {
+        TermType::Binary | TermType::List => {
+            (d.value, d.value_term) = value(keep, t)?;
+        }
+        TermType::Tuple => {
+            let elems = rustler::types::tuple::get_tuple(t).map_err(|_| Bad::Message)?;
+            match elems.as_slice() {
+                [k, v] => {
+                    d.key = bytes_opt(*k, Bad::Key)?;
+                    (d.value, d.value_term) = value(keep, *v)?;
+                }
+                [p, k, v, h, ts] => {
+                    d.partition = partition(*p)?;
+                    d.key = bytes_opt(*k, Bad::Key)?;
+                    (d.value, d.value_term) = value(keep, *v)?;
+                    d.headers = headers(*h)?;
+                    d.timestamp = timestamp(*ts)?;
+                }
+                _ => return Err(Bad::Message),
+            }
+        }
+        TermType::Map => {
+            let env = t.get_env();
+            let get = |a: Atom| t.map_get(a.to_term(env)).ok();
+            if let Some(p) = get(atoms::partition()) {
+                d.partition = partition(p)?;
+            }
+            if let Some(k) = get(atoms::key()) {
+                d.key = bytes_opt(k, Bad::Key)?;
+            }
+            if let Some(v) = get(atoms::value()) {
+                (d.value, d.value_term) = value(keep, v)?;
+            }
+            if let Some(h) = get(atoms::headers()) {
+                d.headers = headers(h)?;
+            }
+            if let Some(ts) = get(atoms::timestamp()) {
+                d.timestamp = timestamp(ts)?;
+            }
+        }
+        _ => return Err(Bad::Message),
+    }
+    Ok(d)
+}

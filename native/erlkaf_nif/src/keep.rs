@@ -1,0 +1,98 @@
+//! The memory owner of one produced batch: a process-independent env.
+//!
+//! Each value binary is copied into this env with `enif_make_copy`: for a refc binary
+//! (> 64 bytes) that bumps a refcount and copies no byte; the data pointer read back from
+//! the env's copy stays valid until the env is freed, because process-independent envs are
+//! never garbage collected. An iolist value is flattened once into the env (a temporary
+//! object that also lives until the env is freed). The env is freed when the batch's last
+//! delivery report has been turned into terms (see erlkaf_core::ledger).
+
+use rustler::sys::{self, ErlNifBinary, ErlNifEnv, ErlNifTerm};
+use std::mem::MaybeUninit;
+
+/// Per-message terms saved in the batch env.
+#[derive(Clone, Copy)]
+pub struct Saved {
+    /// The MsgRef given back to the caller (`None` when refs were not asked for).
+    pub msg_ref: Option<ErlNifTerm>,
+    /// The value binary term (`None` when the value is null or was flattened from an
+    /// iolist: the report then copies the bytes librdkafka holds).
+    pub value: Option<ErlNifTerm>,
+}
+
+/// Where a batch's reports go.
+#[derive(Clone, Copy)]
+pub enum Reply {
+    /// The client's producer process (delivery-report callback).
+    Owner,
+    /// A `produce_sync` caller: the report carries this alias (saved in the env).
+    Sync(ErlNifTerm),
+}
+
+/// The batch env and what was saved in it.
+pub struct Keep {
+    env: *mut ErlNifEnv,
+    /// One entry per message of the batch, by index.
+    pub saved: Vec<Saved>,
+    /// Where the reports go.
+    pub reply: Reply,
+}
+
+// SAFETY: a process-independent env may be used from any thread, one thread at a time:
+// it is filled by the producing NIF call, then only read by the pump thread (after the
+// message was handed to librdkafka) and freed by whoever releases the last slot.
+unsafe impl Send for Keep {}
+// SAFETY: see above; shared access is read-only (enif_make_copy from it).
+unsafe impl Sync for Keep {}
+
+impl Keep {
+    /// A new, empty batch env.
+    pub fn new() -> Keep {
+        // SAFETY: plain allocation.
+        Keep { env: unsafe { sys::enif_alloc_env() }, saved: Vec::new(), reply: Reply::Owner }
+    }
+
+    /// Copies `term` into the batch env (refcount bump for refc binaries).
+    pub fn copy_in(&self, term: ErlNifTerm) -> ErlNifTerm {
+        // SAFETY: env is live; term is valid in the caller's env for this call.
+        unsafe { sys::enif_make_copy(self.env, term) }
+    }
+
+    /// A new reference made in the batch env.
+    pub fn make_ref(&self) -> ErlNifTerm {
+        // SAFETY: env is live.
+        unsafe { sys::enif_make_ref(self.env) }
+    }
+
+    /// The bytes of a binary or iolist term that lives in this env. The slice stays valid
+    /// until the env is freed. `None` when the term is not iodata.
+    pub fn bytes(&self, term_in_env: ErlNifTerm, is_binary: bool) -> Option<&'static [u8]> {
+        let mut bin = MaybeUninit::<ErlNifBinary>::zeroed();
+        // SAFETY: env live, term belongs to it, bin is a valid out pointer.
+        let ok = unsafe {
+            if is_binary {
+                sys::enif_inspect_binary(self.env, term_in_env, bin.as_mut_ptr())
+            } else {
+                sys::enif_inspect_iolist_as_binary(self.env, term_in_env, bin.as_mut_ptr())
+            }
+        };
+        if ok == 0 {
+            return None;
+        }
+        // SAFETY: inspected successfully.
+        let bin = unsafe { bin.assume_init() };
+        if bin.size == 0 {
+            return Some(&[]);
+        }
+        // SAFETY: data/size describe memory kept alive by this env (see module doc); the
+        // 'static is a promise the ledger keeps by freeing the env only after the report.
+        Some(unsafe { std::slice::from_raw_parts(bin.data, bin.size) })
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        // SAFETY: we own the env; nothing refers to its terms any more.
+        unsafe { sys::enif_free_env(self.env) }
+    }
+}

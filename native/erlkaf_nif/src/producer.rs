@@ -1,0 +1,178 @@
+//! Producer NIFs: `producer_new`, `producer_create_topic`, `producer_produce`,
+//! `producer_flush`, `producer_stop`, `producer_outq_len`.
+
+use crate::atoms;
+use crate::decode::{self, Bad};
+use crate::error::{error_tuple, reason};
+use crate::keep::{Keep, Reply, Saved};
+use crate::resource::ProducerRes;
+use crate::sink::{NifSink, ReportMode};
+use erlkaf_core::config::Properties;
+use erlkaf_core::producer::{OutMessage, Producer};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
+use std::time::{Duration, Instant};
+
+/// Messages handled by one `producer_produce` call at most; the call also returns early
+/// after TIME_SLICE so that it never holds a scheduler for ~1 ms.
+const MAX_PER_CALL: usize = 4096;
+const TIME_SLICE: Duration = Duration::from_micros(600);
+
+/// `(ClientName, [{Name, Value}], Owner, all | errors) -> {ok, Res} | {error, Reason}`.
+/// Dirty IO: `rd_kafka_new` starts threads and resolves nothing, but can take milliseconds.
+#[rustler::nif(schedule = "DirtyIo")]
+fn producer_new<'a>(env: Env<'a>, name: String, props: Vec<(String, String)>, owner: LocalPid, mode: Atom) -> Term<'a> {
+    let mode = if mode == atoms::all() { ReportMode::All } else { ReportMode::Errors };
+    let sink = Box::new(NifSink::new(owner, mode));
+    match Producer::new(&name, &Properties(props), sink) {
+        Ok(p) => (atoms::ok(), ResourceArc::new(ProducerRes { producer: p })).encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, Topic, [{Name, Value}]) -> ok | {error, Reason}`.
+#[rustler::nif]
+fn producer_create_topic<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, topic: rustler::Binary, props: Vec<(String, String)>) -> Term<'a> {
+    match res.producer.shared().create_topic(topic.as_slice(), &Properties(props)) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, Topic, Messages, Reply, WantRefs)` where Reply is `owner` or a sync alias.
+/// Returns `{ok, Refs}` (all consumed), `{more, Refs, Rest}` (time slice used up: call
+/// again with Rest), or `{error, Reason, Refs, Rest}` (Refs accepted; Rest starts with
+/// the message that was refused, with Reason).
+#[rustler::nif]
+fn producer_produce<'a>(
+    env: Env<'a>,
+    res: ResourceArc<ProducerRes>,
+    topic: Term<'a>,
+    messages: Term<'a>,
+    reply: Term<'a>,
+    want_refs: bool,
+) -> NifResult<Term<'a>> {
+    let started = Instant::now();
+    let topic = topic.decode_as_binary()?;
+    let mut keep = Keep::new();
+    if reply.get_type() == rustler::TermType::Ref {
+        keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
+    }
+    // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail.
+    let mut decoded = Vec::new();
+    let mut tails: Vec<Term<'a>> = Vec::new();
+    let mut rest = messages;
+    let mut bad: Option<Bad> = None;
+    while decoded.len() < MAX_PER_CALL {
+        let Ok((head, tail)) = rest.list_get_cell() else { break };
+        match decode::message(&keep, head) {
+            Ok(d) => {
+                tails.push(rest);
+                decoded.push(d);
+                rest = tail;
+            }
+            Err(b) => {
+                bad = Some(b);
+                break;
+            }
+        }
+        if decoded.len() % 64 == 0 && started.elapsed() > TIME_SLICE {
+            break;
+        }
+    }
+    if bad.is_none() && decoded.len() < MAX_PER_CALL && !rest.is_list() {
+        return Err(rustler::Error::BadArg); // improper list
+    }
+    keep.saved = decoded
+        .iter()
+        .map(|d| Saved { msg_ref: want_refs.then(|| keep.make_ref()), value: d.value_term })
+        .collect();
+    // Copied out to the caller before produce: once produced, the batch env may be freed
+    // by the pump at any time.
+    let refs: Vec<Term<'a>> = if want_refs {
+        // SAFETY: msg_ref lives in the batch env, alive here; enif_make_copy reads it.
+        keep.saved.iter().filter_map(|s| s.msg_ref).map(|r| unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), r)) }).collect()
+    } else {
+        Vec::new()
+    };
+    let headers: Vec<Vec<(&[u8], Option<&[u8]>)>> = decoded
+        .iter()
+        .map(|d| d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect())
+        .collect();
+    let out: Vec<OutMessage> = decoded
+        .iter()
+        .zip(&headers)
+        .map(|(d, h)| OutMessage {
+            topic: topic.as_slice(),
+            partition: d.partition,
+            key: d.key.as_ref().map(|k| k.as_slice()),
+            value: d.value,
+            headers: h,
+            timestamp: d.timestamp,
+        })
+        .collect();
+    let n = out.len();
+    // SAFETY: every value slice points into `keep`'s env (decode::value), which the batch
+    // keeps alive until the last report.
+    let outcome = if n == 0 { None } else { Some(unsafe { res.producer.shared().produce(keep, &out) }) };
+    let elapsed = started.elapsed();
+    let percent = (elapsed.as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+    let ref_list = |k: usize| refs[..k].encode(env);
+    let refs_out = |k: usize| if want_refs { ref_list(k) } else { k.encode(env) };
+    match (outcome, bad) {
+        (Some(o), _) if o.error.is_some() => {
+            let e = o.error.unwrap();
+            let rest_at = tails[o.accepted];
+            Ok((atoms::error(), reason(env, &e), refs_out(o.accepted), rest_at).encode(env))
+        }
+        (_, Some(b)) => {
+            let accepted = n;
+            Ok((atoms::error(), (atoms::badarg(), b.atom()), refs_out(accepted), rest).encode(env))
+        }
+        (_, None) if rest.is_empty_list() => Ok((atoms::ok(), refs_out(n)).encode(env)),
+        _ => Ok((atoms::more(), refs_out(n), rest).encode(env)),
+    }
+}
+
+/// `(Res, TimeoutMs, Tag) -> ok`; later `{erlkaf_flush, Tag, ok | {error, timed_out}}` is
+/// sent to the caller. The flush runs on a thread of its own.
+#[rustler::nif]
+fn producer_flush<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u32, tag: Term<'a>) -> Term<'a> {
+    let caller = env.pid();
+    let mut msg_env = OwnedEnv::new();
+    let saved = msg_env.save(tag);
+    let spawned = std::thread::Builder::new().name("erlkaf-flush".into()).spawn(move || {
+        let r = res.producer.shared().flush(Duration::from_millis(timeout_ms as u64));
+        let _ = msg_env.send_and_clear(&caller, |env| {
+            let result = match r {
+                Ok(()) => atoms::ok().encode(env),
+                Err(e) => (atoms::error(), reason(env, &e)).encode(env),
+            };
+            (atoms::erlkaf_flush(), saved.load(env), result)
+        });
+    });
+    match spawned {
+        Ok(_) => atoms::ok().encode(env),
+        Err(e) => (atoms::error(), e.to_string()).encode(env),
+    }
+}
+
+/// `(Res, FlushTimeoutMs) -> ok | {error, already_stopped}`: flush, purge what is left
+/// (error reports), stop; the owner gets `{erlkaf_stopped, Report}` when done.
+#[rustler::nif]
+fn producer_stop<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u32) -> Term<'a> {
+    if res.producer.shared().is_closed() {
+        return (atoms::error(), atoms::client_stopped()).encode(env);
+    }
+    let res2 = res.clone();
+    erlkaf_core::reaper::run("stop", move || {
+        res2.producer.shutdown(Duration::from_millis(timeout_ms as u64));
+    });
+    atoms::ok().encode(env)
+}
+
+/// `(Res) -> integer()`: messages and requests librdkafka still holds.
+#[rustler::nif]
+fn producer_outq_len(res: ResourceArc<ProducerRes>) -> i32 {
+    res.producer.shared().outq_len()
+}

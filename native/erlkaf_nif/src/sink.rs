@@ -1,0 +1,175 @@
+//! Drained client events to Erlang messages, built in one `OwnedEnv` per message and sent
+//! with `send_and_clear` (the env's heap moves to the receiver, nothing is copied again).
+//!
+//! One round of delivery reports becomes one `{erlkaf_dr, Reports}` message to the
+//! client's producer process, never one message per Kafka message.
+
+use crate::atoms;
+use crate::error::code_atom;
+use crate::keep::{Keep, Reply, Saved};
+use erlkaf_core::message::TimestampType;
+use erlkaf_core::producer::ShutdownReport;
+use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
+
+/// Which reports the producer process wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportMode {
+    /// Every report, with the full message (a delivery-report callback is set).
+    All,
+    /// Only failed deliveries (`delivery_report_only_error`, or no callback: the producer
+    /// process logs them).
+    Errors,
+}
+
+/// The NIF's sink: sends to the producer process.
+pub struct NifSink {
+    pub owner: LocalPid,
+    pub mode: ReportMode,
+    env: OwnedEnv,
+}
+
+impl NifSink {
+    /// A sink sending to `owner`.
+    pub fn new(owner: LocalPid, mode: ReportMode) -> NifSink {
+        NifSink { owner, mode, env: OwnedEnv::new() }
+    }
+}
+
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut b = rustler::NewBinary::new(env, bytes.len());
+    b.as_mut_slice().copy_from_slice(bytes);
+    b.into()
+}
+
+fn opt_binary<'a>(env: Env<'a>, bytes: Option<&[u8]>) -> Term<'a> {
+    match bytes {
+        Some(b) => binary(env, b),
+        None => atoms::undefined().encode(env),
+    }
+}
+
+fn saved<'a>(env: Env<'a>, term: rustler::sys::ErlNifTerm) -> Term<'a> {
+    // SAFETY: term lives in the batch env, which is alive during the sink call; the copy
+    // of a refc binary only bumps its refcount.
+    unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), term)) }
+}
+
+/// `#erlkaf_msg{}` for a reported message.
+fn erlkaf_msg<'a>(env: Env<'a>, d: &Delivery<'_, Keep>, topic: Term<'a>) -> Term<'a> {
+    let keep = d.batch.keep();
+    let m = &d.message;
+    let value = match keep.saved.get(d.index) {
+        Some(Saved { value: Some(v), .. }) => saved(env, *v),
+        _ => opt_binary(env, m.payload()),
+    };
+    let headers = match m.headers() {
+        Some(h) => h
+            .iter()
+            .map(|(n, v)| rustler::types::tuple::make_tuple(env, &[binary(env, n), opt_binary(env, *v)]))
+            .collect::<Vec<_>>()
+            .encode(env),
+        None => atoms::undefined().encode(env),
+    };
+    let (ts, ty) = m.timestamp();
+    let ty = match ty {
+        TimestampType::CreateTime => atoms::create_time(),
+        TimestampType::LogAppendTime => atoms::log_append_time(),
+        TimestampType::NotAvailable => atoms::not_available(),
+    };
+    let fields = [
+        atoms::erlkaf_msg().encode(env),
+        topic,
+        m.partition().encode(env),
+        m.offset().encode(env),
+        opt_binary(env, m.key()),
+        value,
+        headers,
+        (ts, ty).encode(env),
+    ];
+    rustler::types::tuple::make_tuple(env, &fields)
+}
+
+impl Sink<Keep> for NifSink {
+    fn deliveries(&mut self, reports: &[Delivery<'_, Keep>]) {
+        let mode = self.mode;
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| {
+            let mut items: Vec<Term> = Vec::with_capacity(reports.len());
+            // Consecutive reports usually share a topic: build its binary once.
+            let mut topic: Option<(&[u8], Term)> = None;
+            for d in reports {
+                let err = d.error();
+                let keep = d.batch.keep();
+                let msg_ref = match keep.saved.get(d.index) {
+                    Some(Saved { msg_ref: Some(r), .. }) => saved(env, *r),
+                    _ => atoms::undefined().encode(env),
+                };
+                match keep.reply {
+                    Reply::Sync(alias) => {
+                        let result = if err.is_ok() {
+                            (atoms::ok(), d.message.partition(), d.message.offset()).encode(env)
+                        } else {
+                            (atoms::error(), code_atom(env, err)).encode(env)
+                        };
+                        let alias = saved(env, alias);
+                        items.push((atoms::erlkaf_sync(), alias, result).encode(env));
+                    }
+                    Reply::Owner => {
+                        if err.is_ok() && mode == ReportMode::Errors {
+                            continue;
+                        }
+                        let name = d.message.topic();
+                        let t = match topic {
+                            Some((n, t)) if n == name => t,
+                            _ => {
+                                let t = binary(env, name);
+                                topic = Some((name, t));
+                                t
+                            }
+                        };
+                        let status = if err.is_ok() {
+                            atoms::ok().encode(env)
+                        } else {
+                            (atoms::error(), code_atom(env, err)).encode(env)
+                        };
+                        items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, erlkaf_msg(env, d, t)]));
+                    }
+                }
+            }
+            (atoms::erlkaf_dr(), items)
+        });
+    }
+
+    fn event(&mut self, event: ClientEvent<'_>) {
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| {
+            let ev = match event {
+                ClientEvent::Error { code, fatal, reason } => {
+                    (atoms::error(), code_atom(env, code), fatal, reason).encode(env)
+                }
+                ClientEvent::Log { level, facility, message } => {
+                    (atoms::log(), level, facility, message).encode(env)
+                }
+                ClientEvent::Stats(json) => (atoms::stats(), binary(env, json.as_bytes())).encode(env),
+            };
+            (atoms::erlkaf_event(), ev)
+        });
+    }
+
+    fn stopped(&mut self, r: &ShutdownReport) {
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| {
+            let report = Term::map_from_pairs(
+                env,
+                &[
+                    (atoms::flushed().encode(env), r.flushed.encode(env)),
+                    (atoms::purged().encode(env), r.purged.encode(env)),
+                    (atoms::unreported().encode(env), r.unreported.encode(env)),
+                ],
+            )
+            .expect("distinct keys");
+            (atoms::erlkaf_stopped(), report)
+        });
+    }
+}

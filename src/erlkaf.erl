@@ -1,0 +1,358 @@
+%%% @doc erlkaf: a Kafka client for Erlang and Elixir, a Rust NIF over librdkafka.
+%%%
+%%% This module is the public API. Producing never waits on Kafka: `produce*' hands the
+%%% message to librdkafka and returns a `MsgRef'; the delivery report arrives later
+%%% through the client's `delivery_report_callback' (see `erlkaf_producer'). A value
+%%% given as one binary is passed to librdkafka by reference (no copy).
+%%%
+%%% ```
+%%% ok = erlkaf:start(),
+%%% ok = erlkaf:create_producer(client1, [{bootstrap_servers, "127.0.0.1:9092"},
+%%%                                       {delivery_report_callback, my_reports}]),
+%%% {ok, MsgRef} = erlkaf:produce(client1, <<"topic">>, <<"key">>, <<"value">>),
+%%% {ok, Partition, Offset} = erlkaf:produce_sync(client1, <<"topic">>, undefined, <<"v">>).
+%%% '''
+-module(erlkaf).
+
+-include("erlkaf.hrl").
+
+%% Application
+-export([start/0, start/1, stop/0]).
+%% Clients
+-export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1]).
+%% Producer API
+-export([
+    produce/4, produce/5, produce/6, produce/7,
+    produce_batch/3,
+    produce_sync/4, produce_sync/5,
+    flush/2
+]).
+
+-type client_id() :: atom().
+-type topic() :: binary().
+-type key() :: undefined | iodata().
+-type value() :: undefined | iodata().
+-type partition() :: integer().
+-type headers() :: undefined | [{iodata() | atom() | integer(), undefined | iodata() | atom() | integer()}]
+                 | #{iodata() | atom() => undefined | iodata() | atom() | integer()}.
+-type timestamp() :: non_neg_integer().
+-type msg_ref() :: reference().
+-type batch_message() :: value()
+                       | {key(), value()}
+                       | #{key => key(), value => value(), headers => headers(),
+                           partition => partition(), timestamp => timestamp()}.
+-type produce_error() :: queue_full | client_stopped | undefined_client | not_a_producer
+                       | {badarg, key | value | headers | partition | timestamp | message | topic}
+                       | atom().
+-type client_option() :: {atom() | binary() | string(), term()}.
+-type topic_option() :: {atom() | binary() | string(), term()}.
+
+-export_type([client_id/0, topic/0, key/0, value/0, partition/0, headers/0, timestamp/0,
+              msg_ref/0, batch_message/0, produce_error/0, client_option/0, topic_option/0]).
+
+%% ---------------------------------------------------------------------------------------
+%% Application
+
+%% @doc Starts erlkaf (restart type `temporary').
+-spec start() -> ok | {error, term()}.
+start() ->
+    start(temporary).
+
+%% @doc Starts erlkaf with a restart type.
+-spec start(permanent | transient | temporary) -> ok | {error, term()}.
+start(Type) ->
+    case application:ensure_all_started(erlkaf, Type) of
+        {ok, _} -> ok;
+        Error -> Error
+    end.
+
+%% @doc Stops erlkaf and every client (each flushes up to its `stop_flush_timeout_ms').
+-spec stop() -> ok | {error, term()}.
+stop() ->
+    application:stop(erlkaf).
+
+%% ---------------------------------------------------------------------------------------
+%% Clients
+
+%% @doc Creates a producer client. `Config' holds librdkafka properties (as atoms like
+%% `bootstrap_servers', or real names as binaries) and erlkaf options:
+%% `delivery_report_callback' (module or fun/2,3), `delivery_report_only_error',
+%% `stats_callback', `queue_buffering_overflow_strategy' (`block_calling_process' or
+%% `drop_records'), `queue_buffering_overflow_timeout_ms' (default 30000) and
+%% `stop_flush_timeout_ms' (default 30000).
+%%
+%% Errors: `{error, {options, {Key, Value}}}' (unknown key or wrong value type),
+%% `{error, {invalid_config, Key, Message}}' (librdkafka refused a value),
+%% `{error, already_exists}', `{error, erlkaf_not_started}'.
+-spec create_producer(client_id(), [client_option()]) -> ok | {error, term()}.
+create_producer(ClientId, Config) when is_atom(ClientId) ->
+    case erlkaf_config:client(Config) of
+        {ok, Props, Opts} ->
+            case check(client, Props, Config) of
+                ok ->
+                    Opts1 = Opts#{dropped => counters:new(1, [write_concurrency])},
+                    Spec = erlkaf_producer_server:child_spec(ClientId, {Props, Opts1}),
+                    start_client(ClientId, Spec, Config);
+                Error ->
+                    Error
+            end;
+        Error ->
+            Error
+    end;
+create_producer(ClientId, _Config) ->
+    {error, {invalid_client_id, ClientId}}.
+
+start_client(ClientId, Spec, Config) ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, _, _, _, _} ->
+            {error, already_exists};
+        {error, undefined_client} ->
+            try erlkaf_clients_sup:start_client(ClientId, Spec) of
+                {error, {invalid_config, Name, Msg}} when is_binary(Name) ->
+                    {error, {invalid_config, erlkaf_config:user_key(Config, Name), Msg}};
+                Other ->
+                    Other
+            catch
+                exit:{noproc, _} -> {error, erlkaf_not_started}
+            end
+    end.
+
+check(Scope, Props, Config) ->
+    case erlkaf_nif:config_check(Scope, Props) of
+        ok -> ok;
+        {error, {invalid_config, Name, Msg}} ->
+            {error, {invalid_config, erlkaf_config:user_key(Config, Name), Msg}}
+    end.
+
+%% @equiv create_topic(ClientId, Topic, [])
+-spec create_topic(client_id(), topic()) -> ok | {error, term()}.
+create_topic(ClientId, Topic) ->
+    create_topic(ClientId, Topic, []).
+
+%% @doc Creates the producer's handle for `Topic' with its own librdkafka topic settings
+%% (acks, partitioner, compression, message timeout...). It does not create the topic on
+%% the broker. Call it before the first produce to that topic: `{error, already_exists}'
+%% once a handle exists (also one made by an earlier produce with default settings).
+-spec create_topic(client_id(), topic(), [topic_option()]) -> ok | {error, term()}.
+create_topic(ClientId, Topic, Config) ->
+    with_producer(ClientId, fun(Res, _Opts) ->
+        case {topic_bin(Topic), erlkaf_config:topic(Config)} of
+            {error, _} ->
+                {error, {badarg, topic}};
+            {_, {error, _} = Error} ->
+                Error;
+            {T, {ok, Props}} ->
+                case erlkaf_nif:producer_create_topic(Res, T, Props) of
+                    {error, {invalid_config, Name, Msg}} ->
+                        {error, {invalid_config, erlkaf_config:user_key(Config, Name), Msg}};
+                    Other ->
+                        Other
+                end
+        end
+    end).
+
+%% @doc Stops a client. A producer first flushes for up to `stop_flush_timeout_ms', then
+%% purges what is left: each purged message gets a delivery report with
+%% `{error, purge_queue}' or `{error, purge_inflight}'. Returns when the client is gone.
+-spec stop_client(client_id()) -> ok | {error, undefined_client}.
+stop_client(ClientId) ->
+    try erlkaf_clients_sup:stop_client(ClientId)
+    catch exit:{noproc, _} -> {error, undefined_client}
+    end.
+
+%% @doc `outq_len': messages and requests librdkafka holds for this producer;
+%% `dropped': messages refused with `queue_full' under the `drop_records' strategy.
+-spec producer_info(client_id()) -> {ok, #{outq_len := integer(), dropped := integer()}} | {error, term()}.
+producer_info(ClientId) ->
+    with_producer(ClientId, fun(Res, Opts) ->
+        {ok, #{outq_len => erlkaf_nif:producer_outq_len(Res),
+               dropped => counters:get(maps:get(dropped, Opts), 1)}}
+    end).
+
+%% ---------------------------------------------------------------------------------------
+%% Producer API
+
+%% @doc Produces one message; the partitioner picks the partition. `undefined' is a null
+%% key or value (a null value is a tombstone). Returns `{ok, MsgRef}' once librdkafka has
+%% queued it; the delivery report carries the same `MsgRef'.
+-spec produce(client_id(), topic(), key(), value()) -> {ok, msg_ref()} | {error, produce_error()}.
+produce(ClientId, Topic, Key, Value) ->
+    produce(ClientId, Topic, ?DEFAULT_PARTITIONER, Key, Value, undefined, 0).
+
+%% @doc Produces one message with headers (`[{Name, Value}]' or a map).
+-spec produce(client_id(), topic(), key(), value(), headers()) -> {ok, msg_ref()} | {error, produce_error()}.
+produce(ClientId, Topic, Key, Value, Headers) ->
+    produce(ClientId, Topic, ?DEFAULT_PARTITIONER, Key, Value, Headers, 0).
+
+%% @doc Produces one message to a partition (-1: the partitioner chooses), with headers.
+-spec produce(client_id(), topic(), partition(), key(), value(), headers()) ->
+    {ok, msg_ref()} | {error, produce_error()}.
+produce(ClientId, Topic, Partition, Key, Value, Headers) ->
+    produce(ClientId, Topic, Partition, Key, Value, Headers, 0).
+
+%% @doc Produces one message with a timestamp (ms since the epoch; 0: now).
+-spec produce(client_id(), topic(), partition(), key(), value(), headers(), timestamp()) ->
+    {ok, msg_ref()} | {error, produce_error()}.
+produce(ClientId, Topic, Partition, Key, Value, Headers, Timestamp) ->
+    Msg = {Partition, Key, Value, Headers, Timestamp},
+    with_producer_topic(ClientId, Topic, fun(Res, T, Opts) ->
+        case enqueue(Res, T, [Msg], owner, Opts) of
+            {ok, [Ref]} -> {ok, Ref};
+            {error, {Reason, [], _}} -> {error, Reason}
+        end
+    end).
+
+%% @doc Produces a batch to one topic in as few NIF calls as possible.
+%%
+%% Each element is a value (binary or iolist, null key), a `{Key, Value}' tuple, or a map
+%% with any of `key', `value', `headers', `partition', `timestamp'. A value that is one
+%% binary is passed to librdkafka without copying; an iolist is flattened once.
+%%
+%% Returns `{ok, MsgRefs}' (one per message, in order) when every message was accepted.
+%% Otherwise `{error, {Reason, AcceptedRefs, NotAccepted}}': the first
+%% `length(AcceptedRefs)' messages were accepted and each will get a delivery report;
+%% `NotAccepted' is the rest of the input, starting with the message that was refused
+%% with `Reason', and none of it was produced. With the `block_calling_process' overflow
+%% strategy (the default) a full queue is waited out for up to
+%% `queue_buffering_overflow_timeout_ms' without progress before `queue_full' is returned.
+-spec produce_batch(client_id(), topic(), [batch_message()]) ->
+    {ok, [msg_ref()]} | {error, {produce_error(), [msg_ref()], [batch_message()]}} | {error, produce_error()}.
+produce_batch(ClientId, Topic, Messages) when is_list(Messages) ->
+    with_producer_topic(ClientId, Topic, fun(Res, T, Opts) ->
+        enqueue(Res, T, Messages, owner, Opts)
+    end);
+produce_batch(_ClientId, _Topic, _Messages) ->
+    {error, {badarg, message}}.
+
+%% @equiv produce_sync(ClientId, Topic, Key, Value, #{})
+-spec produce_sync(client_id(), topic(), key(), value()) ->
+    {ok, partition(), integer()} | {error, term()}.
+produce_sync(ClientId, Topic, Key, Value) ->
+    produce_sync(ClientId, Topic, Key, Value, #{}).
+
+%% @doc Produces one message and waits for its delivery report. `Opts' (map or list):
+%% `timeout' (ms, default 30000), `partition', `headers', `timestamp'. Returns the
+%% partition and offset, `{error, Reason}' from the report, or `{error, timeout}' (the
+%% message may still be delivered later; no late reply reaches the caller).
+-spec produce_sync(client_id(), topic(), key(), value(), map() | list()) ->
+    {ok, partition(), integer()} | {error, term()}.
+produce_sync(ClientId, Topic, Key, Value, Opts) when is_list(Opts) ->
+    produce_sync(ClientId, Topic, Key, Value, maps:from_list(Opts));
+produce_sync(ClientId, Topic, Key, Value, Opts) when is_map(Opts) ->
+    Timeout = maps:get(timeout, Opts, 30000),
+    Msg = {maps:get(partition, Opts, ?DEFAULT_PARTITIONER), Key, Value,
+           maps:get(headers, Opts, undefined), maps:get(timestamp, Opts, 0)},
+    with_producer_topic(ClientId, Topic, fun(Res, T, ClientOpts) ->
+        Alias = alias([reply]),
+        case enqueue(Res, T, [Msg], Alias, ClientOpts) of
+            {ok, [_Ref]} ->
+                receive
+                    {erlkaf_sync, Alias, Result} -> Result
+                after Timeout ->
+                    unalias(Alias),
+                    receive {erlkaf_sync, Alias, Result} -> Result
+                    after 0 -> {error, timeout}
+                    end
+                end;
+            {error, {Reason, [], _}} ->
+                unalias(Alias),
+                {error, Reason}
+        end
+    end).
+
+%% @doc Waits until every message produced so far was delivered (or failed) and its
+%% delivery report was handed to the callback, up to `Timeout' ms. Never blocks a
+%% scheduler: librdkafka's flush runs on a thread of its own.
+-spec flush(client_id(), non_neg_integer()) -> ok | {error, timeout | term()}.
+flush(ClientId, Timeout) when is_integer(Timeout), Timeout >= 0 ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, producer, Res, Pid, _} ->
+            Tag = make_ref(),
+            ok = erlkaf_nif:producer_flush(Res, Timeout, Tag),
+            receive
+                {erlkaf_flush, Tag, ok} -> erlkaf_producer_server:sync(Pid);
+                {erlkaf_flush, Tag, {error, timed_out}} -> {error, timeout};
+                {erlkaf_flush, Tag, Error} -> Error
+            end;
+        {ok, _, _, _, _} ->
+            {error, not_a_producer};
+        Error ->
+            Error
+    end.
+
+%% ---------------------------------------------------------------------------------------
+%% Internal
+
+with_producer(ClientId, Fun) ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, producer, Res, _Pid, Opts} -> Fun(Res, Opts);
+        {ok, _, _, _, _} -> {error, not_a_producer};
+        Error -> Error
+    end.
+
+with_producer_topic(ClientId, Topic, Fun) ->
+    with_producer(ClientId, fun(Res, Opts) ->
+        case topic_bin(Topic) of
+            error -> {error, {badarg, topic}};
+            T -> Fun(Res, T, Opts)
+        end
+    end).
+
+topic_bin(T) when is_binary(T), byte_size(T) > 0 -> T;
+topic_bin(T) when is_list(T) ->
+    case catch iolist_to_binary(T) of
+        B when is_binary(B), byte_size(B) > 0 -> B;
+        _ -> error
+    end;
+topic_bin(_) -> error.
+
+%% Calls the produce NIF until the list is consumed (each call stays well under 1 ms),
+%% applying the overflow strategy when librdkafka's queue is full.
+enqueue(Res, Topic, Messages, Reply, Opts) ->
+    Deadline = overflow_deadline(Opts),
+    enqueue(Res, Topic, Messages, Reply, Opts, [], Deadline, 1).
+
+enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
+    case erlkaf_nif:producer_produce(Res, Topic, Messages, Reply, true) of
+        {ok, Refs} ->
+            {ok, lists:append(lists:reverse([Refs | Acc]))};
+        {more, Refs, Rest} ->
+            enqueue(Res, Topic, Rest, Reply, Opts, [Refs | Acc], overflow_deadline(Opts), 1);
+        {error, queue_full, Refs, Rest} ->
+            Acc1 = [Refs | Acc],
+            Progress = Refs =/= [],
+            case maps:get(queue_buffering_overflow_strategy, Opts) of
+                block_calling_process ->
+                    Deadline1 = case Progress of true -> overflow_deadline(Opts); false -> Deadline end,
+                    case wait_for_room(Deadline1, Backoff) of
+                        ok ->
+                            Backoff1 = case Progress of true -> 1; false -> min(Backoff * 2, 32) end,
+                            enqueue(Res, Topic, Rest, Reply, Opts, Acc1, Deadline1, Backoff1);
+                        timeout ->
+                            partial(queue_full, Acc1, Rest)
+                    end;
+                drop_records ->
+                    counters:add(maps:get(dropped, Opts), 1, length(Rest)),
+                    partial(queue_full, Acc1, Rest)
+            end;
+        {error, Reason, Refs, Rest} ->
+            partial(Reason, [Refs | Acc], Rest)
+    end.
+
+partial(Reason, Acc, Rest) ->
+    {error, {Reason, lists:append(lists:reverse(Acc)), Rest}}.
+
+overflow_deadline(Opts) ->
+    case maps:get(queue_buffering_overflow_timeout_ms, Opts) of
+        infinity -> infinity;
+        Ms -> erlang:monotonic_time(millisecond) + Ms
+    end.
+
+wait_for_room(infinity, Backoff) ->
+    timer:sleep(Backoff);
+wait_for_room(Deadline, Backoff) ->
+    Left = Deadline - erlang:monotonic_time(millisecond),
+    case Left =< 0 of
+        true -> timeout;
+        false -> timer:sleep(min(Backoff, Left))
+    end.

@@ -1,0 +1,161 @@
+%%% @doc The one option table of erlkaf: validates client and topic options, splits the
+%%% erlkaf-only keys from librdkafka properties, and translates the latter.
+%%%
+%%% A librdkafka property is reachable three ways: its erlkaf atom (the dotted name with
+%%% underscores, e.g. `bootstrap_servers', `enabled_events'; see `erlkaf_properties'), or
+%%% its real name as a binary or string (`<<"linger.ms">>'). Values may be binaries,
+%%% strings, atoms (`true'/`false' included), integers or floats.
+%%%
+%%% Errors: an unknown key or a value of the wrong type is `{error, {options, {Key, Value}}}';
+%%% a value librdkafka refuses is `{error, {invalid_config, Key, Message}}' with the key as
+%%% the user wrote it.
+-module(erlkaf_config).
+
+-export([
+    client/1,
+    topic/1,
+    erlkaf_defaults/0,
+    erlkaf_keys/0,
+    user_key/2,
+    to_binary/1
+]).
+
+-type props() :: [{binary(), binary()}].
+-type erlkaf_opts() :: #{atom() => term()}.
+-export_type([props/0, erlkaf_opts/0]).
+
+%% Options handled by erlkaf itself, never passed to librdkafka, with their defaults.
+-spec erlkaf_defaults() -> erlkaf_opts().
+erlkaf_defaults() ->
+    #{
+        delivery_report_callback => undefined,
+        delivery_report_only_error => false,
+        stats_callback => undefined,
+        queue_buffering_overflow_strategy => block_calling_process,
+        queue_buffering_overflow_timeout_ms => 30000,
+        stop_flush_timeout_ms => 30000
+    }.
+
+%% @doc The erlkaf-only option names.
+-spec erlkaf_keys() -> [atom()].
+erlkaf_keys() ->
+    maps:keys(erlkaf_defaults()).
+
+%% @doc Splits and translates a client configuration (merged with the application's
+%% `global_client_options'; keys given to the client win).
+-spec client(list()) -> {ok, props(), erlkaf_opts()} | {error, term()}.
+client(Config) when is_list(Config) ->
+    Global = application:get_env(erlkaf, global_client_options, []),
+    Merged = Config ++ [KV || {K, _} = KV <- Global, not lists:keymember(K, 1, Config)],
+    try
+        {Props, Opts} = lists:foldl(fun client_entry/2, {[], erlkaf_defaults()}, Merged),
+        {ok, lists:reverse(Props), Opts}
+    catch
+        throw:{erlkaf_config, Reason} -> {error, Reason}
+    end;
+client(Config) ->
+    {error, {options, Config}}.
+
+%% @doc Translates a topic configuration (librdkafka topic properties only).
+-spec topic(list()) -> {ok, props()} | {error, term()}.
+topic(Config) when is_list(Config) ->
+    try
+        {ok, [topic_entry(E) || E <- Config]}
+    catch
+        throw:{erlkaf_config, Reason} -> {error, Reason}
+    end;
+topic(Config) ->
+    {error, {options, Config}}.
+
+%% @doc The key the user wrote for a librdkafka property name (for error terms).
+-spec user_key(list(), binary()) -> term().
+user_key(Config, Name) ->
+    Match = [K || {K, _} <- Config, catch name(K) =:= Name],
+    case Match of
+        [K | _] -> K;
+        [] -> Name
+    end.
+
+client_entry({Key, Value}, {Props, Opts}) when is_atom(Key) ->
+    case maps:is_key(Key, Opts) of
+        true -> {Props, Opts#{Key => erlkaf_value(Key, Value)}};
+        false -> {[property(Key, Value, [client, topic]) | Props], Opts}
+    end;
+client_entry({Key, Value}, {Props, Opts}) when is_binary(Key); is_list(Key) ->
+    case name(Key) of
+        <<"delivery.report.only.error">> ->
+            {Props, Opts#{delivery_report_only_error => erlkaf_value(delivery_report_only_error, Value)}};
+        Name ->
+            {[{Name, value(Key, Value)} | Props], Opts}
+    end;
+client_entry(Other, _) ->
+    bad(Other).
+
+topic_entry({Key, Value}) when is_atom(Key) -> property(Key, Value, [topic]);
+topic_entry({Key, Value}) when is_binary(Key); is_list(Key) -> {name(Key), value(Key, Value)};
+topic_entry(Other) -> bad(Other).
+
+property(Key, Value, Scopes) ->
+    case erlkaf_properties:lookup(Key) of
+        {ok, Name, Scope} ->
+            lists:member(Scope, Scopes) orelse bad({Key, Value}),
+            {Name, value(Key, Value)};
+        error ->
+            bad({Key, Value})
+    end.
+
+name(Key) when is_atom(Key) ->
+    case erlkaf_properties:lookup(Key) of
+        {ok, Name, _} -> Name;
+        error -> atom_to_binary(Key, utf8)
+    end;
+name(Key) when is_binary(Key) -> Key;
+name(Key) when is_list(Key) ->
+    case unicode:characters_to_binary(Key) of
+        B when is_binary(B) -> B;
+        _ -> bad(Key)
+    end.
+
+value(Key, Value) ->
+    case to_binary(Value) of
+        {ok, B} -> B;
+        error -> bad({Key, Value})
+    end.
+
+%% @doc A configuration value as librdkafka text.
+-spec to_binary(term()) -> {ok, binary()} | error.
+to_binary(V) when is_binary(V) -> {ok, V};
+to_binary(V) when is_atom(V) -> {ok, atom_to_binary(V, utf8)};
+to_binary(V) when is_integer(V) -> {ok, integer_to_binary(V)};
+to_binary(V) when is_float(V) -> {ok, float_to_binary(V, [{decimals, 8}, compact])};
+to_binary(V) when is_list(V) ->
+    case catch unicode:characters_to_binary(V) of
+        B when is_binary(B) -> {ok, B};
+        _ -> error
+    end;
+to_binary(_) -> error.
+
+erlkaf_value(delivery_report_callback = K, V) ->
+    valid(K, V, is_atom(V) orelse is_function(V, 2) orelse is_function(V, 3));
+erlkaf_value(stats_callback = K, V) ->
+    valid(K, V, is_atom(V) orelse is_function(V, 2));
+erlkaf_value(delivery_report_only_error = K, V) ->
+    case V of
+        <<"true">> -> true;
+        "true" -> true;
+        <<"false">> -> false;
+        "false" -> false;
+        _ -> valid(K, V, is_boolean(V))
+    end;
+erlkaf_value(queue_buffering_overflow_strategy = K, V) ->
+    valid(K, V, lists:member(V, [block_calling_process, drop_records]));
+erlkaf_value(queue_buffering_overflow_timeout_ms = K, V) ->
+    valid(K, V, V =:= infinity orelse (is_integer(V) andalso V >= 0));
+erlkaf_value(stop_flush_timeout_ms = K, V) ->
+    valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31).
+
+valid(_, V, true) -> V;
+valid(K, V, false) -> bad({K, V}).
+
+bad(What) ->
+    throw({erlkaf_config, {options, What}}).

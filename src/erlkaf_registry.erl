@@ -1,0 +1,43 @@
+%%% @doc The client registry: `ClientId -> native resource, process, options', in a public
+%%% ETS table read by callers directly (no process hop on the produce path).
+-module(erlkaf_registry).
+
+-export([create_table/0, register/4, unregister/1, lookup/1, clients/0]).
+
+-define(TABLE, erlkaf_clients).
+
+%% @doc Creates the table (owned by the calling process: `erlkaf_sup').
+-spec create_table() -> ok.
+create_table() ->
+    ?TABLE = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
+    ok.
+
+%% @doc Registers a client; `{error, already_exists}' when the id is taken.
+-spec register(atom(), producer, reference(), map()) -> ok | {error, already_exists}.
+register(ClientId, Type, Resource, Info) ->
+    case ets:insert_new(?TABLE, {ClientId, Type, Resource, self(), Info}) of
+        true -> ok;
+        false -> {error, already_exists}
+    end.
+
+-spec unregister(atom()) -> ok.
+unregister(ClientId) ->
+    ets:delete(?TABLE, ClientId),
+    ok.
+
+%% @doc The client's type, resource, process and options.
+-spec lookup(term()) -> {ok, producer, reference(), pid(), map()} | {error, undefined_client}.
+lookup(ClientId) ->
+    try ets:lookup(?TABLE, ClientId) of
+        [{_, Type, Res, Pid, Info}] -> {ok, Type, Res, Pid, Info};
+        [] -> {error, undefined_client}
+    catch
+        error:badarg -> {error, undefined_client}
+    end.
+
+%% @doc All registered client ids.
+-spec clients() -> [atom()].
+clients() ->
+    try ets:select(?TABLE, [{{'$1', '_', '_', '_', '_'}, [], ['$1']}])
+    catch error:badarg -> []
+    end.
