@@ -1,0 +1,202 @@
+%%% Producing against the embedded broker: every accepted message gets exactly one
+%%% delivery report carrying its MsgRef, partition, offset and content.
+-module(erlkaf_produce_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-include("erlkaf.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+suite() -> [{timetrap, {seconds, 60}}].
+all() -> erlkaf_test_lib:all_t(?MODULE).
+
+init_per_suite(Config) -> erlkaf_test_lib:start_mock(Config).
+end_per_suite(Config) -> erlkaf_test_lib:stop_mock(Config).
+
+init_per_testcase(Case, Config) ->
+    erlkaf_test_lib:reporting_producer(Case, Config, []),
+    [{client, Case}, {topic, erlkaf_test_lib:unique_topic(Case)} | Config].
+
+end_per_testcase(Case, _Config) ->
+    erlkaf:stop_client(Case),
+    erlkaf:stop_client(client1),
+    ok.
+
+t_produce_4_reports_partition_offset_and_message(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, Ref} = erlkaf:produce(C, T, <<"k">>, <<"v">>),
+    ?assert(is_reference(Ref)),
+    #{Ref := {ok, Msg}} = erlkaf_test_lib:collect_reports(C, [Ref]),
+    #erlkaf_msg{topic = T, key = <<"k">>, value = <<"v">>, headers = undefined,
+                partition = P, offset = 0, timestamp = {_, _}} = Msg,
+    ?assert(P >= 0 andalso P < 4).
+
+t_headers_partition_and_timestamp(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, R5} = erlkaf:produce(C, T, <<"k">>, <<"v">>, [{<<"a">>, <<"1">>}, {b, 2}, {<<"a">>, undefined}]),
+    {ok, R6} = erlkaf:produce(C, T, 2, <<"k">>, <<"v">>, #{<<"m">> => <<"x">>}),
+    {ok, R7} = erlkaf:produce(C, T, 3, undefined, <<"v">>, [], 1600000000123),
+    Got = erlkaf_test_lib:collect_reports(C, [R5, R6, R7]),
+    {ok, #erlkaf_msg{headers = [{<<"a">>, <<"1">>}, {<<"b">>, <<"2">>}, {<<"a">>, undefined}]}} = maps:get(R5, Got),
+    {ok, #erlkaf_msg{partition = 2, headers = [{<<"m">>, <<"x">>}]}} = maps:get(R6, Got),
+    %% The mock answers with LogAppendTime, so the reported timestamp is the broker's;
+    %% erlkaf_kcat_SUITE checks that the CreateTime we set reached the log.
+    {ok, #erlkaf_msg{partition = 3, key = undefined, timestamp = {_, _}}} = maps:get(R7, Got).
+
+t_null_key_and_tombstone(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, R1} = erlkaf:produce(C, T, undefined, undefined),
+    {ok, R2} = erlkaf:produce(C, T, <<>>, <<>>),
+    Got = erlkaf_test_lib:collect_reports(C, [R1, R2]),
+    {ok, #erlkaf_msg{key = undefined, value = undefined}} = maps:get(R1, Got),
+    {ok, #erlkaf_msg{key = <<>>, value = <<>>}} = maps:get(R2, Got).
+
+t_iolist_values_and_keys(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, R} = erlkaf:produce(C, T, ["k", <<"ey">>], [<<"va">>, $l, [<<"ue">>]]),
+    #{R := {ok, #erlkaf_msg{key = <<"key">>, value = <<"value">>}}} = erlkaf_test_lib:collect_reports(C, [R]).
+
+t_batch_of_10000_each_reported_once_with_contiguous_offsets(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    N = 10000,
+    Msgs = [#{key => integer_to_binary(I), value => <<"value-", (integer_to_binary(I))/binary>>,
+              partition => I rem 4} || I <- lists:seq(1, N)],
+    {ok, Refs} = erlkaf:produce_batch(C, T, Msgs),
+    ?assertEqual(N, length(Refs)),
+    ?assertEqual(N, length(lists:usort(Refs))),
+    Got = erlkaf_test_lib:collect_reports(C, Refs),
+    Reports = [maps:get(R, Got) || R <- Refs],
+    %% Report i belongs to message i.
+    lists:foreach(fun({I, {ok, #erlkaf_msg{key = K, partition = P}}}) ->
+                          ?assertEqual(integer_to_binary(I), K),
+                          ?assertEqual(I rem 4, P)
+                  end, lists:zip(lists:seq(1, N), Reports)),
+    [?assertEqual(lists:seq(0, N div 4 - 1),
+                  lists:sort([O || {ok, #erlkaf_msg{partition = P1, offset = O}} <- Reports, P1 =:= P]))
+     || P <- [0, 1, 2, 3]].
+
+t_batch_forms(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Big = binary:copy(<<"x">>, 100000),
+    {ok, Refs} = erlkaf:produce_batch(C, T, [<<"plain">>, ["io", <<"list">>], {<<"k">>, Big},
+                                             {undefined, undefined}, #{value => <<"m">>, headers => #{h => v}}]),
+    Got = erlkaf_test_lib:collect_reports(C, Refs),
+    [{ok, #erlkaf_msg{key = undefined, value = <<"plain">>}},
+     {ok, #erlkaf_msg{value = <<"iolist">>}},
+     {ok, #erlkaf_msg{key = <<"k">>, value = Big}},
+     {ok, #erlkaf_msg{key = undefined, value = undefined}},
+     {ok, #erlkaf_msg{value = <<"m">>, headers = [{<<"h">>, <<"v">>}]}}] = [maps:get(R, Got) || R <- Refs].
+
+t_batch_with_bad_element_says_what_was_accepted(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Good = [<<"a">>, <<"b">>],
+    Bad = [{<<"k">>, 42}, <<"c">>],
+    {error, {{badarg, value}, Refs, Rest}} = erlkaf:produce_batch(C, T, Good ++ Bad),
+    ?assertEqual(2, length(Refs)),
+    ?assertEqual(Bad, Rest),
+    _ = erlkaf_test_lib:collect_reports(C, Refs),
+    %% Across NIF calls too: the bad element after 5000 good ones.
+    Many = lists:duplicate(5000, <<"x">>),
+    {error, {{badarg, partition}, Refs2, [#{partition := -7}]}} =
+        erlkaf:produce_batch(C, T, Many ++ [#{value => <<"y">>, partition => -7}]),
+    ?assertEqual(5000, length(Refs2)),
+    _ = erlkaf_test_lib:collect_reports(C, Refs2),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end.
+
+t_bad_input_is_an_error_term(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {error, {badarg, key}} = erlkaf:produce(C, T, 1, <<"v">>),
+    {error, {badarg, value}} = erlkaf:produce(C, T, <<"k">>, an_atom),
+    {error, {badarg, headers}} = erlkaf:produce(C, T, <<"k">>, <<"v">>, [{1.5, x}]),
+    {error, {badarg, headers}} = erlkaf:produce(C, T, <<"k">>, <<"v">>, not_headers),
+    {error, {badarg, partition}} = erlkaf:produce(C, T, -2, <<"k">>, <<"v">>, []),
+    {error, {badarg, timestamp}} = erlkaf:produce(C, T, 0, <<"k">>, <<"v">>, [], -5),
+    {error, {badarg, topic}} = erlkaf:produce(C, 123, <<"k">>, <<"v">>),
+    {error, {badarg, topic}} = erlkaf:produce(C, <<>>, <<"k">>, <<"v">>),
+    {error, {badarg, message}} = erlkaf:produce_batch(C, T, not_a_list),
+    {error, {{badarg, message}, [], [{a, b, c}]}} = erlkaf:produce_batch(C, T, [{a, b, c}]),
+    {error, undefined_client} = erlkaf:produce(no_such_client, T, <<"k">>, <<"v">>),
+    {ok, []} = erlkaf:produce_batch(C, T, []).
+
+t_unknown_partition_is_refused_at_produce(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    %% Learn the topic (4 partitions, auto-created) first.
+    {ok, _, _} = erlkaf:produce_sync(C, T, undefined, <<"warm">>),
+    {error, unknown_partition} = erlkaf:produce(C, T, 99, undefined, <<"v">>, []).
+
+t_produce_sync_returns_partition_and_offset(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, 1, 0} = erlkaf:produce_sync(C, T, <<"k">>, <<"v">>, #{partition => 1}),
+    {ok, 1, 1} = erlkaf:produce_sync(C, T, <<"k">>, <<"v">>, [{partition, 1}, {timeout, 5000}]),
+    %% Sync reports go to the caller, not to the delivery-report callback.
+    receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end.
+
+t_flush_waits_for_every_report(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    {ok, Refs} = erlkaf:produce_batch(C, T, lists:duplicate(2000, <<"f">>)),
+    ok = erlkaf:flush(C, 10000),
+    %% After flush every report has reached the callback already.
+    Got = [receive {dr, C, R, ok, _} -> R after 0 -> missing end || R <- Refs],
+    ?assertEqual(Refs, Got).
+
+t_create_topic_settings_and_errors(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ok = erlkaf:create_topic(C, T, [{request_required_acks, 1}, {<<"compression.codec">>, lz4}]),
+    {error, already_exists} = erlkaf:create_topic(C, T, []),
+    {error, {invalid_config, request_required_acks, _}} = erlkaf:create_topic(C, <<T/binary, "x">>, [{request_required_acks, banana}]),
+    {error, {options, {bootstrap_servers, "x"}}} = erlkaf:create_topic(C, <<T/binary, "y">>, [{bootstrap_servers, "x"}]),
+    {ok, _, _} = erlkaf:produce_sync(C, T, <<"k">>, <<"v">>).
+
+t_create_producer_errors(_Config) ->
+    {error, {invalid_config, linger_ms, Msg}} = erlkaf:create_producer(bad1, [{linger_ms, banana}]),
+    ?assert(is_binary(Msg)),
+    {error, {invalid_config, <<"no.such.prop">>, _}} = erlkaf:create_producer(bad2, [{<<"no.such.prop">>, 1}]),
+    {error, {options, {nope, 1}}} = erlkaf:create_producer(bad3, [{nope, 1}]),
+    {error, {options, {delivery_report_callback, 42}}} = erlkaf:create_producer(bad4, [{delivery_report_callback, 42}]),
+    {error, {invalid_client_id, "str"}} = erlkaf:create_producer("str", []),
+    ok = erlkaf:create_producer(dup1, []),
+    {error, already_exists} = erlkaf:create_producer(dup1, []),
+    ok = erlkaf:stop_client(dup1),
+    {error, undefined_client} = erlkaf:stop_client(dup1).
+
+t_delivery_report_only_error_filters_successes(Config) ->
+    T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(only_err, Config, [{delivery_report_only_error, true}]),
+    {ok, _} = erlkaf:produce(only_err, T, <<"k">>, <<"v">>),
+    ok = erlkaf:flush(only_err, 5000),
+    receive {dr, only_err, _, _, _} = R -> ct:fail({unexpected, R}) after 100 -> ok end,
+    %% Errors still come: an unknown partition fails at delivery for a topic not yet known.
+    ok = erlkaf:stop_client(only_err).
+
+t_delivery_report_2_forms(Config) ->
+    T = ?config(topic, Config), Self = self(),
+    ok = erlkaf:create_producer(dr2, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                      {delivery_report_callback, fun(S, M) -> Self ! {dr2, S, M} end}]),
+    {ok, _} = erlkaf:produce(dr2, T, <<"k">>, <<"v2">>),
+    receive {dr2, ok, #erlkaf_msg{value = <<"v2">>}} -> ok after 10000 -> ct:fail(no_report) end,
+    ok = erlkaf:stop_client(dr2).
+
+t_seed_producer_example_runs(Config) ->
+    {ok, Text} = file:read_file(filename:join(?config(data_dir, Config), "seed_producer_example.erl.txt")),
+    Src = binary:replace(Text, <<"broker1:9092,broker2:9092">>, erlkaf_test_lib:bootstrap(Config)),
+    File = filename:join(?config(priv_dir, Config), "test.erl"),
+    ok = file:write_file(File, Src),
+    {ok, test, Bin} = compile:file(File, [binary, return_errors]),
+    {module, test} = code:load_binary(test, "test.erl", Bin),
+    ok = test:create_producer(),
+    {ok, Pid} = client_pid(client1),
+    erlang:trace_pattern({test, delivery_report, 3}, true, [local]),
+    1 = erlang:trace(Pid, true, [call]),
+    {ok, _} = test:produce(<<"key1">>, <<"val1">>),
+    receive
+        {trace, Pid, call, {test, delivery_report, [Ref, ok, #erlkaf_msg{topic = <<"benchmark">>, key = <<"key1">>, value = <<"val1">>}]}} ->
+            ?assert(is_reference(Ref))
+    after 10000 ->
+        ct:fail(no_delivery_report)
+    end,
+    erlang:trace(Pid, false, [call]).
+
+client_pid(Id) ->
+    {ok, producer, _Res, Pid, _} = erlkaf_registry:lookup(Id),
+    {ok, Pid}.
