@@ -12,12 +12,25 @@ create_table() ->
     ?TABLE = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
     ok.
 
-%% @doc Registers a client; `{error, already_exists}' when the id is taken.
+%% @doc Registers a client; `{error, already_exists}' when a live process holds the id.
+%% An entry left by a killed process (its terminate never ran) is replaced: that is the
+%% supervisor restarting the client.
 -spec register(atom(), producer, reference(), map()) -> ok | {error, already_exists}.
 register(ClientId, Type, Resource, Info) ->
-    case ets:insert_new(?TABLE, {ClientId, Type, Resource, self(), Info}) of
-        true -> ok;
-        false -> {error, already_exists}
+    Entry = {ClientId, Type, Resource, self(), Info},
+    case ets:insert_new(?TABLE, Entry) of
+        true ->
+            ok;
+        false ->
+            case ets:lookup(?TABLE, ClientId) of
+                [{_, _, _, Old, _}] when Old =/= self() ->
+                    case is_process_alive(Old) of
+                        true -> {error, already_exists};
+                        false -> ets:insert(?TABLE, Entry), ok
+                    end;
+                _ ->
+                    {error, already_exists}
+            end
     end.
 
 -spec unregister(atom()) -> ok.

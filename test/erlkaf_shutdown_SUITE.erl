@@ -1,0 +1,88 @@
+%%% Stopping: every accepted message gets exactly one report (delivered, or purged with
+%%% an error), nothing blocks, and no native object is left behind.
+-module(erlkaf_shutdown_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-include("erlkaf.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+suite() -> [{timetrap, {seconds, 90}}].
+all() -> erlkaf_test_lib:all_t(?MODULE).
+
+init_per_testcase(Case, Config0) ->
+    Config = erlkaf_test_lib:start_mock(Config0),
+    [{client, Case}, {topic, erlkaf_test_lib:unique_topic(Case)} | Config].
+
+end_per_testcase(Case, Config) ->
+    erlkaf:stop_client(Case),
+    erlkaf_test_lib:stop_mock(Config).
+
+t_stop_flushes_messages_in_flight(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, [{linger_ms, 50}]),
+    {ok, Refs} = erlkaf:produce_batch(C, T, lists:duplicate(5000, <<"v">>)),
+    ok = erlkaf:stop_client(C),
+    %% Every report was handed to the callback before stop_client returned.
+    Got = [receive {dr, C, R, S, _} -> S after 0 -> missing end || R <- Refs],
+    ?assertEqual([ok], lists:usort(Got)).
+
+t_stop_with_broker_down_purges_with_error_reports(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ok = erlkaf_mock:broker_down(?config(mock, Config), -1),
+    erlkaf_test_lib:reporting_producer(C, Config, [{stop_flush_timeout_ms, 300}]),
+    {ok, Refs} = erlkaf:produce_batch(C, T, lists:duplicate(1000, <<"v">>)),
+    {Us, ok} = timer:tc(fun() -> erlkaf:stop_client(C) end),
+    ?assert(Us < 15000000),
+    Got = [receive {dr, C, R, S, _} -> S after 0 -> missing end || R <- Refs],
+    ?assertEqual([{error, purge_queue}], lists:usort(Got)),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({duplicate, Extra}) after 100 -> ok end.
+
+t_no_native_object_left_after_stop(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Before = erlkaf_nif:nif_counters(),
+    erlkaf_test_lib:reporting_producer(C, Config, []),
+    {ok, _} = erlkaf:produce_batch(C, T, lists:duplicate(3000, <<"v">>)),
+    ok = erlkaf:stop_client(C),
+    erlkaf_test_lib:gc_all(),
+    Live = maps:get(live_clients, Before),
+    erlkaf_test_lib:wait_until(fun() ->
+        erlkaf_test_lib:gc_all(),
+        #{live_clients := L, live_batches := B, outstanding := O, reapers := R} = erlkaf_nif:nif_counters(),
+        L =< Live andalso B =:= 0 andalso O =:= 0 andalso R =:= 0
+    end, 10000).
+
+t_killed_producer_process_is_restarted_and_old_client_torn_down(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, []),
+    {ok, producer, _, Pid, _} = erlkaf_registry:lookup(C),
+    exit(Pid, kill),
+    erlkaf_test_lib:wait_until(fun() ->
+        case erlkaf_registry:lookup(C) of
+            {ok, producer, _, Pid2, _} -> Pid2 =/= Pid;
+            _ -> false
+        end
+    end, 5000),
+    %% The registry entry of the dead process may linger until the new one replaced it.
+    {ok, _, _} = erlkaf:produce_sync(C, T, <<"k">>, <<"v">>).
+
+t_application_stop_with_live_clients(Config) ->
+    T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(app_stop1, Config, []),
+    erlkaf_test_lib:reporting_producer(app_stop2, Config, []),
+    {ok, R1} = erlkaf:produce(app_stop1, T, <<"k">>, <<"v">>),
+    {ok, R2} = erlkaf:produce(app_stop2, T, <<"k">>, <<"v">>),
+    ok = erlkaf:stop(),
+    _ = erlkaf_test_lib:collect_reports(app_stop1, [R1]),
+    _ = erlkaf_test_lib:collect_reports(app_stop2, [R2]),
+    {error, undefined_client} = erlkaf:produce(app_stop1, T, <<"k">>, <<"v">>),
+    ok = erlkaf:start().
+
+t_flush_times_out_with_broker_down(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ok = erlkaf_mock:broker_down(?config(mock, Config), -1),
+    erlkaf_test_lib:reporting_producer(C, Config, [{stop_flush_timeout_ms, 100}]),
+    {ok, _} = erlkaf:produce(C, T, <<"k">>, <<"v">>),
+    {Us, {error, timeout}} = timer:tc(fun() -> erlkaf:flush(C, 200) end),
+    ?assert(Us >= 190000).
