@@ -169,7 +169,9 @@ event({log, Level, Facility, Text}, S) ->
                #{client_id => S#state.client_id, facility => Facility, domain => [erlkaf]}),
     S;
 event({error, Code, Fatal, Reason}, S) ->
-    Level = case Fatal of true -> error; false -> warning end,
+    %% Non-fatal error events mostly repeat a log line librdkafka emitted already
+    %% (connection refused, all brokers down) and librdkafka recovers by itself.
+    Level = case Fatal of true -> error; false -> notice end,
     logger:log(Level, "erlkaf ~p: ~p ~ts", [S#state.client_id, Code, Reason],
                #{client_id => S#state.client_id, domain => [erlkaf]}),
     S;
