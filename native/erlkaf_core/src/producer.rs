@@ -69,13 +69,26 @@ pub struct ShutdownReport {
 
 /// The part of a producer that produce calls use from any thread.
 pub struct Shared<K> {
+    state: RwLock<State>,
+    counters: Arc<Counters>,
+    _keep: PhantomData<fn() -> K>,
+}
+
+/// `closed` turns true when teardown starts (produce calls hold the read lock while they
+/// produce, so none runs past that point); `native` is released once teardown is done,
+/// without waiting for the last reference to the producer to go.
+struct State {
+    closed: bool,
+    native: Option<Native>,
+}
+
+struct Native {
     // Field order is drop order: topics and queue must go before the rd_kafka_t.
     topics: RwLock<HashMap<Box<[u8]>, NativeTopic>>,
+    /// Owned here; the pump polls it through a raw pointer until it is joined.
+    #[allow(dead_code)]
     queue: NativeQueue,
-    closed: RwLock<bool>,
-    counters: Arc<Counters>,
     kafka: Kafka,
-    _keep: PhantomData<fn() -> K>,
 }
 
 /// The owner of a producer: dropping it without [`Producer::shutdown`] tears it down on a
@@ -104,12 +117,10 @@ impl<K: Send + Sync + 'static> Producer<K> {
             .ok_or_else(|| Error::ClientCreation("no main queue".into()))?;
         let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink)
             .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
+        let native = Native { topics: RwLock::new(HashMap::new()), queue, kafka };
         let shared = Arc::new(Shared {
-            topics: RwLock::new(HashMap::new()),
-            queue,
-            closed: RwLock::new(false),
+            state: RwLock::new(State { closed: false, native: Some(native) }),
             counters: Arc::new(Counters::default()),
-            kafka,
             _keep: PhantomData,
         });
         Ok(Producer { shared, pump: Mutex::new(Some(pump)) })
@@ -141,18 +152,26 @@ impl<K: Send + Sync + 'static> Drop for Producer<K> {
 
 fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_timeout: Duration) -> ShutdownReport {
     // No produce call runs past this point (they hold the read lock while producing).
-    *shared.closed.write() = true;
+    shared.state.write().closed = true;
     let mut report = ShutdownReport { flushed: shared.flush(flush_timeout).is_ok(), ..Default::default() };
     if !report.flushed {
-        report.purged = shared.kafka.outq_len() as i64;
-        let flags = rd::RD_KAFKA_PURGE_F_QUEUE | rd::RD_KAFKA_PURGE_F_INFLIGHT;
-        // SAFETY: live handle; we are not on a librdkafka thread.
-        unsafe { rd::rd_kafka_purge(shared.kafka.ptr(), flags as i32) };
+        let st = shared.state.read();
+        if let Some(n) = st.native.as_ref() {
+            report.purged = n.kafka.outq_len() as i64;
+            let flags = rd::RD_KAFKA_PURGE_F_QUEUE | rd::RD_KAFKA_PURGE_F_INFLIGHT;
+            // SAFETY: live handle; we are not on a librdkafka thread.
+            unsafe { rd::rd_kafka_purge(n.kafka.ptr(), flags as i32) };
+        }
+        drop(st);
         // Purged messages get their (error) reports through the pump.
         let _ = shared.flush(Duration::from_secs(10));
     }
     let sink = pump.stop();
     report.unreported = shared.counters.outstanding.load(Ordering::SeqCst);
+    // The pump is gone: release topics, queue and client now (destroy on the reaper),
+    // not when the last reference to this producer happens to be collected.
+    let native = shared.state.write().native.take();
+    drop(native);
     if let Some(mut sink) = sink {
         sink.stopped(&report);
     }
@@ -169,20 +188,21 @@ impl<K: Send + Sync + 'static> Shared<K> {
         if msgs.is_empty() {
             return ProduceOutcome { accepted: 0, error: None };
         }
-        let closed = self.closed.read();
-        if *closed {
-            return ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) };
-        }
+        let st = self.state.read();
+        let native = match (&st.closed, &st.native) {
+            (false, Some(n)) => n,
+            _ => return ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) },
+        };
         let handle = BatchHandle::new(keep, msgs.len(), self.counters.clone());
         let mut last_topic: Option<(&[u8], *mut rd::rd_kafka_topic_t)> = None;
         for (i, m) in msgs.iter().enumerate() {
             let rkt = match last_topic {
                 Some((name, rkt)) if name == m.topic => Ok(rkt),
-                _ => self.topic(m.topic),
+                _ => native.topic(m.topic),
             };
             let res = rkt.and_then(|rkt| {
                 last_topic = Some((m.topic, rkt));
-                produce_one(self.kafka.ptr(), rkt, m, handle.opaque(i))
+                produce_one(native.kafka.ptr(), rkt, m, handle.opaque(i))
             });
             if let Err(e) = res {
                 for j in i..msgs.len() {
@@ -194,25 +214,54 @@ impl<K: Send + Sync + 'static> Shared<K> {
         ProduceOutcome { accepted: msgs.len(), error: None }
     }
 
+    /// Creates a topic handle with its own configuration. `Error::TopicExists` when a
+    /// handle for `name` exists already (also one made implicitly by an earlier produce).
+    pub fn create_topic(&self, name: &[u8], props: &Properties) -> Result<()> {
+        let st = self.state.read();
+        match (&st.closed, &st.native) {
+            (false, Some(n)) => n.create_topic(name, Some(props), true).map(|_| ()),
+            _ => Err(Error::ClientStopped),
+        }
+    }
+
+    /// Waits until every message was delivered and its report drained by the pump, up
+    /// to `timeout`. Blocking: never call it on a BEAM scheduler.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let st = self.state.read();
+        let Some(n) = st.native.as_ref() else { return Err(Error::ClientStopped) };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: live handle; the pump serves the queue meanwhile (event DR mode).
+        let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_flush(n.kafka.ptr(), ms) });
+        if err.is_ok() { Ok(()) } else { Err(Error::Kafka(err)) }
+    }
+
+    /// Messages and requests still held by librdkafka (0 once stopped).
+    pub fn outq_len(&self) -> i32 {
+        self.state.read().native.as_ref().map_or(0, |n| n.kafka.outq_len())
+    }
+
+    /// Counters of this client's ledger.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// True once teardown started.
+    pub fn is_closed(&self) -> bool {
+        self.state.read().closed
+    }
+}
+
+impl Native {
     /// The cached topic handle for `name`, created with the client's default topic
     /// configuration on first use.
     fn topic(&self, name: &[u8]) -> Result<*mut rd::rd_kafka_topic_t> {
         if let Some(t) = self.topics.read().get(name) {
             return Ok(t.ptr());
         }
-        self.create_topic_inner(name, None, false)
+        self.create_topic(name, None, false)
     }
 
-    /// Creates a topic handle with its own configuration. `Error::TopicExists` when a
-    /// handle for `name` exists already (also one made implicitly by an earlier produce).
-    pub fn create_topic(&self, name: &[u8], props: &Properties) -> Result<()> {
-        if *self.closed.read() {
-            return Err(Error::ClientStopped);
-        }
-        self.create_topic_inner(name, Some(props), true).map(|_| ())
-    }
-
-    fn create_topic_inner(&self, name: &[u8], props: Option<&Properties>, exclusive: bool) -> Result<*mut rd::rd_kafka_topic_t> {
+    fn create_topic(&self, name: &[u8], props: Option<&Properties>, exclusive: bool) -> Result<*mut rd::rd_kafka_topic_t> {
         if name.is_empty() || name.len() > 249 {
             return Err(Error::InvalidTopic);
         }
@@ -234,40 +283,6 @@ impl<K: Send + Sync + 'static> Shared<K> {
         let ptr = topic.ptr();
         topics.insert(name.into(), topic);
         Ok(ptr)
-    }
-
-    /// Waits until every message was delivered and its report drained by the pump, up
-    /// to `timeout`. Blocking: never call it on a BEAM scheduler.
-    pub fn flush(&self, timeout: Duration) -> Result<()> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: live handle; the pump serves the queue meanwhile (event DR mode).
-        let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_flush(self.kafka.ptr(), ms) });
-        if err.is_ok() { Ok(()) } else { Err(Error::Kafka(err)) }
-    }
-
-    /// Messages and requests still held by librdkafka.
-    pub fn outq_len(&self) -> i32 {
-        self.kafka.outq_len()
-    }
-
-    /// Counters of this client's ledger.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// True once teardown started.
-    pub fn is_closed(&self) -> bool {
-        *self.closed.read()
-    }
-
-    /// The raw client handle (for the mock cluster and tests), valid while `self` lives.
-    pub fn raw(&self) -> *mut rd::rd_kafka_t {
-        self.kafka.ptr()
-    }
-
-    #[doc(hidden)]
-    pub fn queue_ptr(&self) -> *mut rd::rd_kafka_queue_t {
-        self.queue.ptr()
     }
 }
 
