@@ -133,6 +133,24 @@ mod tests {
         assert!(matches!(p.to_conf(), Err(Error::InvalidConfig(..))));
     }
 
+    proptest::proptest! {
+        /// Whatever the pairs, building a conf returns Ok or names the first refused key;
+        /// it never panics and never reports another key.
+        #[test]
+        fn any_properties_give_ok_or_the_refused_key(
+            pairs in proptest::collection::vec(("[a-z._]{0,24}|linger.ms|acks|client.id", "\\PC{0,16}"), 0..6)
+        ) {
+            let p = Properties::new(pairs.clone());
+            for res in [p.to_conf().map(drop), p.to_topic_conf().map(drop)] {
+                match res {
+                    Ok(()) => {}
+                    Err(Error::InvalidConfig(k, _)) => proptest::prop_assert!(pairs.iter().any(|(pk, _)| *pk == k)),
+                    Err(e) => proptest::prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn secrets_are_redacted() {
         assert_eq!(redact("sasl.password", "bad hunter2 here", "hunter2"), "bad [redacted] here");
