@@ -15,7 +15,7 @@ main(Args) ->
     Size = arg("--size", Args, 100),
     Batch = arg("--batch", Args, 1000),
     ok = erlkaf:start(),
-    {Broker, Bootstrap} = start_broker(),
+    {ok, Broker, Bootstrap} = erlkaf_broker_cli:spawn_os_process(["--topic", "demo", "--partitions", "32"]),
     io:format("embedded broker (bin/erlkaf-broker, own OS process): ~ts~n", [Bootstrap]),
     Counters = counters:new(2, [write_concurrency]),
     persistent_term:put({?MODULE, counters}, Counters),
@@ -72,34 +72,6 @@ progress(Counters, N, T0) ->
     Secs = erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond) / 1.0e6,
     io:format("\r  ~p/~p delivery reports (~w%), ~w msg/s   ", [Done, N, 100 * Done div N, round(Done / Secs)]),
     progress(Counters, N, T0).
-
-start_broker() ->
-    Self = self(),
-    Script = filename:join([root(), "bin", "erlkaf-broker"]),
-    Pid = spawn(fun() ->
-        Port = open_port({spawn_executable, Script},
-                         [{args, ["--topic", "demo", "--partitions", "32", "--stdin"]},
-                          {line, 4096}, use_stdio, exit_status]),
-        Self ! {bootstrap, bootstrap(Port)},
-        receive stop -> port_close(Port) end
-    end),
-    receive {bootstrap, B} -> {Pid, B} end.
-
-bootstrap(Port) ->
-    receive
-        {Port, {data, {eol, "bootstrap_servers=" ++ B}}} -> list_to_binary(B);
-        {Port, {data, _}} -> bootstrap(Port);
-        {Port, {exit_status, S}} -> io:format("broker failed (~p)~n", [S]), erlang:halt(1)
-    end.
-
-root() ->
-    root(filename:dirname(code:which(?MODULE))).
-root("/") -> error(repo_root_not_found);
-root(Dir) ->
-    case filelib:is_regular(filename:join([Dir, "bin", "erlkaf-broker"])) of
-        true -> Dir;
-        false -> root(filename:dirname(Dir))
-    end.
 
 arg(Name, Args, Default) ->
     case lists:dropwhile(fun(A) -> A =/= Name end, Args) of

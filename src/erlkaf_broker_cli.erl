@@ -4,7 +4,54 @@
 %%% stopped (SIGTERM) or, with `--stdin', until standard input closes.
 -module(erlkaf_broker_cli).
 
--export([main/1]).
+-export([main/1, spawn_os_process/1]).
+
+%% @doc Starts the broker in its own OS process, owned by a new process that stops it when
+%% sent `stop' (or when it dies: the broker exits when its standard input closes). Runs
+%% `bin/erlkaf-broker' when erlkaf sits in a source tree, else `erl' with this code path.
+%% Used by the demo, the benchmarks and the tests.
+-spec spawn_os_process([string()]) -> {ok, pid(), binary()} | {error, term()}.
+spawn_os_process(Args) ->
+    Self = self(),
+    Ref = make_ref(),
+    {Exe, ExeArgs} = case script() of
+        {ok, Script} -> {Script, Args ++ ["--stdin"]};
+        error ->
+            Ebin = filename:dirname(code:which(?MODULE)),
+            {os:find_executable("erl"),
+             ["-noshell", "-pa", Ebin, "-eval", "erlkaf_broker_cli:main(init:get_plain_arguments())",
+              "-extra" | Args ++ ["--stdin"]]}
+    end,
+    Holder = spawn(fun() ->
+        Port = open_port({spawn_executable, Exe}, [{args, ExeArgs}, {line, 4096}, use_stdio, exit_status]),
+        Self ! {Ref, read_bootstrap(Port)},
+        receive stop -> port_close(Port) end
+    end),
+    receive
+        {Ref, {ok, Bootstrap}} -> {ok, Holder, Bootstrap};
+        {Ref, Error} -> Error
+    after 300000 ->
+        exit(Holder, kill),
+        {error, broker_start_timeout}
+    end.
+
+read_bootstrap(Port) ->
+    receive
+        {Port, {data, {eol, "bootstrap_servers=" ++ B}}} -> {ok, list_to_binary(B)};
+        {Port, {data, _}} -> read_bootstrap(Port);
+        {Port, {exit_status, S}} -> {error, {broker_exited, S}}
+    end.
+
+%% bin/erlkaf-broker of the source tree this module was built from, if there is one.
+script() ->
+    script(filename:dirname(code:which(?MODULE))).
+script("/") -> error;
+script(Dir) ->
+    Script = filename:join([Dir, "bin", "erlkaf-broker"]),
+    case filelib:is_regular(Script) of
+        true -> {ok, Script};
+        false -> script(filename:dirname(Dir))
+    end.
 
 -spec main([string()]) -> no_return().
 main(Args) ->

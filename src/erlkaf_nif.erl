@@ -3,29 +3,7 @@
 %%% `<domain>_<verb>' on both sides.
 -module(erlkaf_nif).
 
--export([
-    producer_new/4,
-    producer_create_topic/3,
-    producer_produce/5,
-    producer_flush/3,
-    producer_stop/2,
-    producer_outq_len/1,
-    mock_new/1,
-    mock_stop/1,
-    mock_create_topic/4,
-    mock_broker_down/2,
-    mock_broker_up/2,
-    mock_set_rtt/3,
-    mock_push_request_errors/3,
-    mock_clear_request_errors/2,
-    mock_set_partition_leader/4,
-    mock_set_group_initial_rebalance_delay/2,
-    config_check/2,
-    nif_counters/0,
-    so_path/0
-]).
-
--nifs([
+-define(NIFS, [
     producer_new/4,
     producer_create_topic/3,
     producer_produce/5,
@@ -45,6 +23,10 @@
     config_check/2,
     nif_counters/0
 ]).
+
+-export(?NIFS).
+-export([so_path/0]).
+-nifs(?NIFS).
 
 -on_load(load/0).
 

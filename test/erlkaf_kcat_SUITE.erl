@@ -15,39 +15,13 @@ init_per_suite(Config) ->
     Kcat = os:find_executable("kcat"),
     Kcat =/= false orelse ct:fail("kcat is not installed (apt-get install kcat; make deps does it)"),
     ok = erlkaf:start(),
-    Script = filename:join([root(), "bin", "erlkaf-broker"]),
-    Self = self(),
-    %% The port belongs to a helper that outlives init_per_suite's process: the broker
-    %% runs with --stdin and exits when its port closes.
-    Holder = spawn(fun() ->
-        Port = open_port({spawn_executable, Script},
-                         [{args, ["--topic", "kcat", "--partitions", "2", "--stdin"]},
-                          {line, 4096}, use_stdio, exit_status]),
-        Self ! {bootstrap, read_bootstrap(Port)},
-        receive stop -> port_close(Port) end
-    end),
-    Bootstrap = receive {bootstrap, B} -> B after 180000 -> ct:fail(broker_did_not_start) end,
+    %% From a source tree this runs bin/erlkaf-broker itself.
+    {ok, Holder, Bootstrap} = erlkaf_broker_cli:spawn_os_process(["--topic", "kcat", "--partitions", "2"]),
     [{kcat, Kcat}, {holder, Holder}, {bootstrap, Bootstrap} | Config].
 
 end_per_suite(Config) ->
     ?config(holder, Config) ! stop,
     ok.
-
-root() ->
-    root(filename:dirname(code:which(erlkaf))).
-root("/") -> ct:fail(repo_root_not_found);
-root(Dir) ->
-    case filelib:is_regular(filename:join([Dir, "bin", "erlkaf-broker"])) of
-        true -> Dir;
-        false -> root(filename:dirname(Dir))
-    end.
-
-read_bootstrap(Port) ->
-    receive
-        {Port, {data, {eol, "bootstrap_servers=" ++ B}}} -> list_to_binary(B);
-        {Port, {data, {eol, _Other}}} -> read_bootstrap(Port);
-        {Port, {exit_status, S}} -> exit({broker_exited, S})
-    end.
 
 t_kcat_reads_what_erlkaf_wrote(Config) ->
     ok = erlkaf:create_producer(kcat_p, [{bootstrap_servers, ?config(bootstrap, Config)}]),
