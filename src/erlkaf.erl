@@ -20,6 +20,9 @@
 -export([start/0, start/1, stop/0]).
 %% Clients
 -export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1]).
+%% Consumer groups
+-export([create_consumer_group/5, create_consumer_group/6, assignment/1, commit_offsets/1,
+         commit_offsets/2, pause/3, resume/3]).
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
@@ -85,7 +88,7 @@ stop() ->
 %% `{error, {invalid_config, Key, Message}}' (librdkafka refused a value),
 %% `{error, already_exists}', `{error, erlkaf_not_started}'.
 -spec create_producer(client_id(), [client_option()]) -> ok | {error, term()}.
-create_producer(ClientId, Config) when is_atom(ClientId) ->
+create_producer(ClientId, Config) when is_atom(ClientId); is_binary(ClientId) ->
     case erlkaf_config:client(Config) of
         {ok, Props, Opts} ->
             case check(client, Props, Config) of
@@ -168,6 +171,124 @@ producer_info(ClientId) ->
         {ok, #{outq_len => erlkaf_nif:producer_outq_len(Res),
                dropped => counters:get(maps:get(dropped, Opts), 1)}}
     end).
+
+%% ---------------------------------------------------------------------------------------
+%% Consumer groups
+
+%% @doc The seed's form: a consumer group addressed by its `GroupId', with one callback
+%% module (the `erlkaf_consumer' behaviour) for every topic of `Topics' (binaries).
+%% `TopicConfig' holds librdkafka topic settings such as `auto_offset_reset'.
+-spec create_consumer_group(binary(), [topic()], [client_option()], [topic_option()], module(), term()) ->
+    ok | {error, term()}.
+create_consumer_group(GroupId, Topics, ClientConfig, TopicConfig, CbModule, CbArgs)
+  when is_binary(GroupId), is_list(Topics) ->
+    Entries = [{T, [{callback_module, CbModule}, {callback_args, CbArgs}]} || T <- Topics],
+    create_consumer_group(GroupId, GroupId, Entries, ClientConfig, TopicConfig);
+create_consumer_group(GroupId, Topics, _ClientConfig, _TopicConfig, _CbModule, _CbArgs) ->
+    {error, {invalid_group, GroupId, Topics}}.
+
+%% @doc The erlkaf 2.x form: `Topics' is `[{Topic, Settings}]' with `callback_module'
+%% (required), `callback_args', `dispatch_mode' (`one_by_one' or `{batch, N}') and
+%% `max_retries' (`infinity' or a count). One process per assigned partition runs the
+%% handler; offsets are stored after it succeeded and committed every
+%% `auto_commit_interval_ms', on revoke and on stop. Consumer options (in `ClientConfig'):
+%% `max_inflight_batches' (unacknowledged batches per partition before it is paused,
+%% default 4), `revoke_timeout_ms' (default half of `max_poll_interval_ms') and
+%% `worker_stop_timeout_ms' (default 30000).
+-spec create_consumer_group(term(), binary(), [{topic(), list()}], [client_option()], [topic_option()]) ->
+    ok | {error, term()}.
+create_consumer_group(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when is_binary(GroupId) ->
+    case {consumer_topics(Topics, #{}), erlkaf_config:client(ClientConfig), erlkaf_config:topic(TopicConfig)} of
+        {{error, _} = E, _, _} -> E;
+        {_, {error, _} = E, _} -> E;
+        {_, _, {error, _} = E} -> E;
+        {{ok, Settings}, {ok, Props0, Opts}, {ok, TopicProps}} ->
+            Props = Props0 ++ TopicProps ++ [{<<"group.id">>, GroupId}],
+            case check(client, Props, ClientConfig ++ TopicConfig) of
+                ok ->
+                    Config = #{props => Props, topics => Settings,
+                               max_inflight_batches => maps:get(max_inflight_batches, Opts),
+                               revoke_timeout_ms => revoke_timeout(Opts, Props),
+                               stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts)},
+                    start_client(ClientId, erlkaf_group_server:child_spec(ClientId, Config),
+                                 ClientConfig ++ TopicConfig);
+                Error ->
+                    Error
+            end
+    end;
+create_consumer_group(_ClientId, GroupId, _Topics, _ClientConfig, _TopicConfig) ->
+    {error, {invalid_group_id, GroupId}}.
+
+consumer_topics([], Acc) when map_size(Acc) > 0 ->
+    {ok, Acc};
+consumer_topics([{T, Settings} = Entry | Rest], Acc) when is_list(Settings) ->
+    Mod = proplists:get_value(callback_module, Settings),
+    Dispatch = proplists:get_value(dispatch_mode, Settings, one_by_one),
+    Retries = proplists:get_value(max_retries, Settings, infinity),
+    Valid = is_atom(Mod) andalso Mod =/= undefined
+        andalso (Dispatch =:= one_by_one orelse (is_tuple(Dispatch) andalso element(1, Dispatch) =:= batch
+                                                 andalso is_integer(element(2, Dispatch))
+                                                 andalso element(2, Dispatch) > 0))
+        andalso (Retries =:= infinity orelse (is_integer(Retries) andalso Retries >= 0)),
+    case {topic_bin(T), Valid} of
+        {B, true} when is_binary(B) ->
+            consumer_topics(Rest, Acc#{B => #{callback_module => Mod,
+                                              callback_args => proplists:get_value(callback_args, Settings, []),
+                                              dispatch_mode => Dispatch, max_retries => Retries}});
+        _ ->
+            {error, {invalid_topic, Entry}}
+    end;
+consumer_topics([Other | _], _Acc) ->
+    {error, {invalid_topic, Other}};
+consumer_topics(Other, _Acc) ->
+    {error, {invalid_topic, Other}}.
+
+revoke_timeout(#{revoke_timeout_ms := default}, Props) ->
+    case lists:keyfind(<<"max.poll.interval.ms">>, 1, lists:reverse(Props)) of
+        {_, V} -> binary_to_integer(V) div 2;
+        false -> 150000
+    end;
+revoke_timeout(#{revoke_timeout_ms := Ms}, _Props) ->
+    Ms.
+
+%% @doc The partitions assigned to this member of the group.
+-spec assignment(term()) -> {ok, [{topic(), partition()}]} | {error, term()}.
+assignment(ClientId) ->
+    with_consumer(ClientId, fun(Res) -> erlkaf_nif:consumer_assignment(Res) end).
+
+%% @equiv commit_offsets(ClientId, 30000)
+-spec commit_offsets(term()) -> ok | {error, term()}.
+commit_offsets(ClientId) ->
+    commit_offsets(ClientId, 30000).
+
+%% @doc Commits the offsets stored so far (what handlers finished) and waits for the
+%% broker's answer, up to `Timeout' ms. Never blocks a scheduler.
+-spec commit_offsets(term(), non_neg_integer()) -> ok | {error, term()}.
+commit_offsets(ClientId, Timeout) ->
+    with_consumer(ClientId, fun(Res) ->
+        Tag = make_ref(),
+        ok = erlkaf_nif:consumer_commit(Res, Tag),
+        receive {erlkaf_commit, Tag, Result} -> Result
+        after Timeout -> {error, timeout}
+        end
+    end).
+
+%% @doc Stops fetching a partition (its worker keeps what it has).
+-spec pause(term(), topic(), partition()) -> ok | {error, term()}.
+pause(ClientId, Topic, Partition) ->
+    with_consumer(ClientId, fun(Res) -> erlkaf_nif:consumer_pause(Res, Topic, Partition, true) end).
+
+%% @doc Fetches a paused partition again.
+-spec resume(term(), topic(), partition()) -> ok | {error, term()}.
+resume(ClientId, Topic, Partition) ->
+    with_consumer(ClientId, fun(Res) -> erlkaf_nif:consumer_pause(Res, Topic, Partition, false) end).
+
+with_consumer(ClientId, Fun) ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, consumer, Res, _Pid, _} -> Fun(Res);
+        {ok, _, _, _, _} -> {error, not_a_consumer};
+        Error -> Error
+    end.
 
 %% ---------------------------------------------------------------------------------------
 %% Producer API

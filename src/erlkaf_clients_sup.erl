@@ -15,7 +15,7 @@ init([]) ->
     {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, []}}.
 
 %% @doc Starts a client process from its child spec.
--spec start_client(atom(), supervisor:child_spec()) -> ok | {error, term()}.
+-spec start_client(term(), supervisor:child_spec()) -> ok | {error, term()}.
 start_client(ClientId, Spec) ->
     case supervisor:start_child(?MODULE, Spec#{id => ClientId}) of
         {ok, _Pid} -> ok;
@@ -26,7 +26,7 @@ start_client(ClientId, Spec) ->
     end.
 
 %% @doc Stops a client: its process stops the native client (flush, then purge) first.
--spec stop_client(atom()) -> ok | {error, undefined_client}.
+-spec stop_client(term()) -> ok | {error, undefined_client}.
 stop_client(ClientId) ->
     case supervisor:terminate_child(?MODULE, ClientId) of
         ok -> supervisor:delete_child(?MODULE, ClientId);

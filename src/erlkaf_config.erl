@@ -33,7 +33,11 @@ erlkaf_defaults() ->
         stats_callback => undefined,
         queue_buffering_overflow_strategy => block_calling_process,
         queue_buffering_overflow_timeout_ms => 30000,
-        stop_flush_timeout_ms => 30000
+        stop_flush_timeout_ms => 30000,
+        %% Consumers.
+        max_inflight_batches => 4,
+        revoke_timeout_ms => default,
+        worker_stop_timeout_ms => 30000
     }.
 
 %% @doc The erlkaf-only option names.
@@ -151,6 +155,10 @@ erlkaf_value(queue_buffering_overflow_strategy = K, V) ->
     valid(K, V, lists:member(V, [block_calling_process, drop_records]));
 erlkaf_value(queue_buffering_overflow_timeout_ms = K, V) ->
     valid(K, V, V =:= infinity orelse (is_integer(V) andalso V >= 0));
+erlkaf_value(max_inflight_batches = K, V) ->
+    valid(K, V, is_integer(V) andalso V > 0 andalso V < 1 bsl 31);
+erlkaf_value(K, V) when K =:= revoke_timeout_ms; K =:= worker_stop_timeout_ms ->
+    valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31);
 erlkaf_value(stop_flush_timeout_ms = K, V) ->
     valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31).
 

@@ -20,6 +20,14 @@
     mock_clear_request_errors/2,
     mock_set_partition_leader/4,
     mock_set_group_initial_rebalance_delay/2,
+    consumer_new/6,
+    consumer_register/4,
+    consumer_ack/4,
+    consumer_revoke_done/2,
+    consumer_pause/4,
+    consumer_assignment/1,
+    consumer_commit/2,
+    consumer_stop/1,
     config_check/2,
     nif_counters/0
 ]).
@@ -72,5 +80,13 @@ mock_push_request_errors(_Res, _ApiKey, _Errors) -> ?NOT_LOADED.
 mock_clear_request_errors(_Res, _ApiKey) -> ?NOT_LOADED.
 mock_set_partition_leader(_Res, _Topic, _Partition, _Broker) -> ?NOT_LOADED.
 mock_set_group_initial_rebalance_delay(_Res, _Ms) -> ?NOT_LOADED.
+consumer_new(_Name, _Props, _Topics, _Owner, _MaxInflight, _RevokeTimeoutMs) -> ?NOT_LOADED.
+consumer_register(_Res, _Topic, _Partition, _Pid) -> ?NOT_LOADED.
+consumer_ack(_Res, _Topic, _Partition, _NextOffset) -> ?NOT_LOADED.
+consumer_revoke_done(_Res, _Generation) -> ?NOT_LOADED.
+consumer_pause(_Res, _Topic, _Partition, _Paused) -> ?NOT_LOADED.
+consumer_assignment(_Res) -> ?NOT_LOADED.
+consumer_commit(_Res, _Tag) -> ?NOT_LOADED.
+consumer_stop(_Res) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.
 nif_counters() -> ?NOT_LOADED.

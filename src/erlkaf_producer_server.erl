@@ -8,7 +8,7 @@
 
 -include("erlkaf.hrl").
 
--export([start_link/2, child_spec/2, sync/1]).
+-export([start_link/2, child_spec/2, sync/1, log_level/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 
 -record(state, {
@@ -188,7 +188,8 @@ event({stats, Json}, #state{stats_callback = CB} = S) ->
     end,
     S#state{last_stats = Json}.
 
-%% syslog levels (librdkafka) to logger levels.
+%% @doc syslog levels (librdkafka's) as logger levels.
+-spec log_level(integer()) -> logger:level().
 log_level(L) when L =< 0 -> emergency;
 log_level(1) -> alert;
 log_level(2) -> critical;

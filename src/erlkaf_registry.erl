@@ -15,7 +15,7 @@ create_table() ->
 %% @doc Registers a client; `{error, already_exists}' when a live process holds the id.
 %% An entry left by a killed process (its terminate never ran) is replaced: that is the
 %% supervisor restarting the client.
--spec register(atom(), producer, reference(), map()) -> ok | {error, already_exists}.
+-spec register(term(), producer | consumer, reference(), map()) -> ok | {error, already_exists}.
 register(ClientId, Type, Resource, Info) ->
     Entry = {ClientId, Type, Resource, self(), Info},
     case ets:insert_new(?TABLE, Entry) of
@@ -33,13 +33,13 @@ register(ClientId, Type, Resource, Info) ->
             end
     end.
 
--spec unregister(atom()) -> ok.
+-spec unregister(term()) -> ok.
 unregister(ClientId) ->
     ets:delete(?TABLE, ClientId),
     ok.
 
 %% @doc The client's type, resource, process and options.
--spec lookup(term()) -> {ok, producer, reference(), pid(), map()} | {error, undefined_client}.
+-spec lookup(term()) -> {ok, producer | consumer, reference(), pid(), map()} | {error, undefined_client}.
 lookup(ClientId) ->
     try ets:lookup(?TABLE, ClientId) of
         [{_, Type, Res, Pid, Info}] -> {ok, Type, Res, Pid, Info};
@@ -49,7 +49,7 @@ lookup(ClientId) ->
     end.
 
 %% @doc All registered client ids.
--spec clients() -> [atom()].
+-spec clients() -> [term()].
 clients() ->
     try ets:select(?TABLE, [{{'$1', '_', '_', '_', '_'}, [], ['$1']}])
     catch error:badarg -> []

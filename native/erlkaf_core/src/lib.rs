@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod ledger;
 pub mod message;
@@ -16,6 +17,7 @@ pub mod native;
 pub mod producer;
 pub mod pump;
 pub mod reaper;
+pub mod tpl;
 
 pub use error::{Error, ErrorCode, Result};
 pub use rdkafka_sys;

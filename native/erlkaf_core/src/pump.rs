@@ -62,6 +62,39 @@ pub enum ClientEvent<'a> {
     Stats(&'a str),
 }
 
+/// Hands an ERROR, LOG or STATS event to `f` (other types are ignored). Returns true when
+/// the event was one of those.
+///
+/// # Safety
+/// `ev` must be a live event.
+pub unsafe fn client_event(ev: *mut rd::rd_kafka_event_t, f: impl FnOnce(ClientEvent<'_>)) -> bool {
+    match rd::rd_kafka_event_type(ev) {
+        rd::RD_KAFKA_EVENT_ERROR => {
+            let code = ErrorCode::from_raw(rd::rd_kafka_event_error(ev));
+            let fatal = rd::rd_kafka_event_error_is_fatal(ev) != 0;
+            let reason = cstr_lossy(rd::rd_kafka_event_error_string(ev));
+            f(ClientEvent::Error { code, fatal, reason: &reason });
+            true
+        }
+        rd::RD_KAFKA_EVENT_LOG => {
+            let mut fac = std::ptr::null();
+            let mut text = std::ptr::null();
+            let mut level = 0;
+            if rd::rd_kafka_event_log(ev, &mut fac, &mut text, &mut level) == 0 {
+                let (fac, text) = (cstr_lossy(fac), cstr_lossy(text));
+                f(ClientEvent::Log { level, facility: &fac, message: &text });
+            }
+            true
+        }
+        rd::RD_KAFKA_EVENT_STATS => {
+            let json = cstr_lossy(rd::rd_kafka_event_stats(ev));
+            f(ClientEvent::Stats(&json));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Receives what the pump drains. Implemented by the NIF with an `OwnedEnv`.
 pub trait Sink<K>: Send + 'static {
     /// All delivery reports of one round (never empty).
@@ -165,35 +198,10 @@ impl Round {
                     };
                     self.messages.truncate(start + got);
                 }
-                rd::RD_KAFKA_EVENT_ERROR => {
-                    // SAFETY: live error event; strings owned by it.
-                    let (code, fatal, reason) = unsafe {
-                        (
-                            ErrorCode::from_raw(rd::rd_kafka_event_error(ev.ptr())),
-                            rd::rd_kafka_event_error_is_fatal(ev.ptr()) != 0,
-                            cstr_lossy(rd::rd_kafka_event_error_string(ev.ptr())),
-                        )
-                    };
-                    sink.event(ClientEvent::Error { code, fatal, reason: &reason });
+                _ => {
+                    // SAFETY: live event.
+                    unsafe { client_event(ev.ptr(), |e| sink.event(e)) };
                 }
-                rd::RD_KAFKA_EVENT_LOG => {
-                    let mut fac = std::ptr::null();
-                    let mut text = std::ptr::null();
-                    let mut level = 0;
-                    // SAFETY: live log event; out pointers valid; strings owned by the event.
-                    let ok = unsafe { rd::rd_kafka_event_log(ev.ptr(), &mut fac, &mut text, &mut level) } == 0;
-                    if ok {
-                        // SAFETY: NUL-terminated strings owned by the event.
-                        let (f, t) = unsafe { (cstr_lossy(fac), cstr_lossy(text)) };
-                        sink.event(ClientEvent::Log { level, facility: &f, message: &t });
-                    }
-                }
-                rd::RD_KAFKA_EVENT_STATS => {
-                    // SAFETY: live stats event.
-                    let json = unsafe { cstr_lossy(rd::rd_kafka_event_stats(ev.ptr())) };
-                    sink.event(ClientEvent::Stats(&json));
-                }
-                _ => {}
             }
         }
         for &m in &self.messages {

@@ -44,4 +44,9 @@ rustler::atoms! {
     reapers,
     librdkafka_version,
     timed_out,
+    erlkaf_batch,
+    erlkaf_assigned,
+    erlkaf_revoked,
+    erlkaf_commit,
+    consume_error,
 }

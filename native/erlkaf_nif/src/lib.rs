@@ -3,6 +3,7 @@
 //! NIF names are `<domain>_<verb>` and match the stubs in `src/erlkaf_nif.erl`.
 
 mod atoms;
+mod consumer;
 mod decode;
 mod error;
 mod keep;

@@ -7,7 +7,7 @@
 use crate::atoms;
 use crate::error::code_atom;
 use crate::keep::{Keep, Reply, Saved};
-use erlkaf_core::message::TimestampType;
+use erlkaf_core::message::{MessageView, TimestampType};
 use erlkaf_core::producer::ShutdownReport;
 use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
@@ -36,13 +36,13 @@ impl NifSink {
     }
 }
 
-fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+pub fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     let mut b = rustler::NewBinary::new(env, bytes.len());
     b.as_mut_slice().copy_from_slice(bytes);
     b.into()
 }
 
-fn opt_binary<'a>(env: Env<'a>, bytes: Option<&[u8]>) -> Term<'a> {
+pub fn opt_binary<'a>(env: Env<'a>, bytes: Option<&[u8]>) -> Term<'a> {
     match bytes {
         Some(b) => binary(env, b),
         None => atoms::undefined().encode(env),
@@ -55,14 +55,16 @@ fn saved<'a>(env: Env<'a>, term: rustler::sys::ErlNifTerm) -> Term<'a> {
     unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), term)) }
 }
 
-/// `#erlkaf_msg{}` for a reported message.
-fn erlkaf_msg<'a>(env: Env<'a>, d: &Delivery<'_, Keep>, topic: Term<'a>) -> Term<'a> {
-    let keep = d.batch.keep();
-    let m = &d.message;
-    let value = match keep.saved.get(d.index) {
+/// The value of a reported message: the saved term (no copy) or librdkafka's bytes.
+fn report_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> Term<'a> {
+    match d.batch.keep().saved.get(d.index) {
         Some(Saved { value: Some(v), .. }) => saved(env, *v),
-        _ => opt_binary(env, m.payload()),
-    };
+        _ => opt_binary(env, d.message.payload()),
+    }
+}
+
+/// `#erlkaf_msg{}` for a message (a delivery report or a fetched message).
+pub fn erlkaf_msg<'a>(env: Env<'a>, m: &MessageView<'_>, topic: Term<'a>, value: Term<'a>) -> Term<'a> {
     let headers = match m.headers() {
         Some(h) => h
             .iter()
@@ -88,6 +90,15 @@ fn erlkaf_msg<'a>(env: Env<'a>, d: &Delivery<'_, Keep>, topic: Term<'a>) -> Term
         (ts, ty).encode(env),
     ];
     rustler::types::tuple::make_tuple(env, &fields)
+}
+
+/// `{error, Code, Fatal, Reason}`, `{log, Level, Facility, Text}` or `{stats, Json}`.
+pub fn event_term<'a>(env: Env<'a>, event: ClientEvent<'_>) -> Term<'a> {
+    match event {
+        ClientEvent::Error { code, fatal, reason } => (atoms::error(), code_atom(env, code), fatal, reason).encode(env),
+        ClientEvent::Log { level, facility, message } => (atoms::log(), level, facility, message).encode(env),
+        ClientEvent::Stats(json) => (atoms::stats(), binary(env, json.as_bytes())).encode(env),
+    }
 }
 
 impl Sink<Keep> for NifSink {
@@ -133,7 +144,8 @@ impl Sink<Keep> for NifSink {
                         } else {
                             (atoms::error(), code_atom(env, err)).encode(env)
                         };
-                        items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, erlkaf_msg(env, d, t)]));
+                        let msg = erlkaf_msg(env, &d.message, t, report_value(env, d));
+                        items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, msg]));
                     }
                 }
             }
@@ -143,18 +155,7 @@ impl Sink<Keep> for NifSink {
 
     fn event(&mut self, event: ClientEvent<'_>) {
         let owner = self.owner;
-        let _ = self.env.send_and_clear(&owner, |env| {
-            let ev = match event {
-                ClientEvent::Error { code, fatal, reason } => {
-                    (atoms::error(), code_atom(env, code), fatal, reason).encode(env)
-                }
-                ClientEvent::Log { level, facility, message } => {
-                    (atoms::log(), level, facility, message).encode(env)
-                }
-                ClientEvent::Stats(json) => (atoms::stats(), binary(env, json.as_bytes())).encode(env),
-            };
-            (atoms::erlkaf_event(), ev)
-        });
+        let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_event(), event_term(env, event)));
     }
 
     fn stopped(&mut self, r: &ShutdownReport) {

@@ -1,0 +1,507 @@
+//! The group consumer: one librdkafka consumer per group client, one pump thread that
+//! pushes fetched messages, partition by partition, to a [`ConsumerSink`].
+//!
+//! - Offsets are stored only by [`Consumer::ack`] (after the handler succeeded):
+//!   `enable.auto.offset.store=false` is forced, auto-commit commits what was stored.
+//!   (It also sidesteps librdkafka 2.12.1's batch-consume position bug.)
+//! - Flow control by credit: every batch handed to the sink is one credit of its
+//!   partition; at `max_inflight` unacknowledged batches the partition is paused, and it is
+//!   resumed when acks bring it down to half.
+//! - Rebalance: on assign the pump assigns (incrementally under `cooperative-sticky`) and
+//!   tells the sink. On revoke it tells the sink and waits (bounded by `revoke_timeout`)
+//!   until [`Consumer::revoke_done`] says the workers of those partitions stopped and their
+//!   offsets are stored, commits, then unassigns. Nothing processed is lost, nothing
+//!   unprocessed is committed.
+
+use crate::client::{Kafka, Kind};
+use crate::config::Properties;
+use crate::error::{Error, ErrorCode, Result};
+use crate::message::MessageView;
+use crate::native::{NativeEvent, NativePtr, NativeQueue};
+use crate::pump::{client_event, ClientEvent};
+use crate::tpl::{from_tpl, to_tpl, TopicPartition};
+use parking_lot::{Condvar, Mutex, RwLock};
+use rdkafka_sys as rd;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Receives what the consumer pump drains. Implemented by the NIF.
+pub trait ConsumerSink: Send + 'static {
+    /// Messages of one partition, in offset order (never empty).
+    fn messages(&mut self, topic: &str, partition: i32, msgs: &[MessageView<'_>]);
+    /// Partitions newly assigned to this member.
+    fn assigned(&mut self, parts: &[TopicPartition]);
+    /// Partitions being revoked; answer with [`Consumer::revoke_done`]`(generation)`.
+    fn revoked(&mut self, parts: &[TopicPartition], generation: u64);
+    /// A per-partition consume error (offset out of range, authorization, ...).
+    fn consume_error(&mut self, topic: &str, partition: i32, code: ErrorCode, reason: &str);
+    /// Errors, logs, statistics.
+    fn event(&mut self, event: ClientEvent<'_>);
+    /// Called on every loop of the pump (at least every 100 ms): deliver what waited.
+    fn tick(&mut self);
+    /// The consumer stopped; called once, last.
+    fn stopped(&mut self);
+}
+
+/// Consumer settings that are not librdkafka properties.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// Unacknowledged batches per partition before it is paused.
+    pub max_inflight: u32,
+    /// Longest wait for the application to release revoked partitions.
+    pub revoke_timeout: Duration,
+    /// Messages taken from the queue per round at most.
+    pub max_round: usize,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions { max_inflight: 4, revoke_timeout: Duration::from_secs(60), max_round: 2000 }
+    }
+}
+
+#[derive(Default, Debug, Clone)]
+struct Flow {
+    inflight: u32,
+    paused: bool,
+    /// The next offset to process: last stored, or the first handed out.
+    next: Option<i64>,
+}
+
+type Key = (String, i32);
+
+struct Native {
+    queue: NativeQueue,
+    kafka: Kafka,
+}
+
+/// What NIF calls use from any thread.
+pub struct Shared {
+    native: RwLock<Option<Native>>,
+    flow: Mutex<HashMap<Key, Flow>>,
+    revoke_done: Mutex<u64>,
+    revoke_cv: Condvar,
+    stop: AtomicBool,
+    auto_commit: bool,
+    opts: ConsumerOptions,
+}
+
+/// The owner of a group consumer.
+pub struct Consumer {
+    shared: Arc<Shared>,
+    pump: Mutex<Option<JoinHandle<Box<dyn ConsumerSink>>>>,
+}
+
+struct QueuePtr(*mut rd::rd_kafka_queue_t);
+// SAFETY: queues are thread-safe; the owner keeps it alive until the pump is joined.
+unsafe impl Send for QueuePtr {}
+
+impl Consumer {
+    /// Creates the consumer, subscribes to `topics` and starts the pump.
+    pub fn new(name: &str, props: &Properties, topics: &[String], opts: ConsumerOptions, sink: Box<dyn ConsumerSink>) -> Result<Consumer> {
+        if props.get("group.id").is_none() {
+            return Err(Error::InvalidConfig("group.id".into(), "a consumer group needs a group id".into()));
+        }
+        let auto_commit = props.get("enable.auto.commit").map_or(true, |v| v == "true");
+        let mut props = props.clone();
+        props.set("enable.auto.offset.store", "false");
+        props.set("enable.partition.eof", "false");
+        props.set("log.queue", "true");
+        let kafka = Kafka::new(Kind::Consumer, &props, |conf| {
+            let events = rd::RD_KAFKA_EVENT_REBALANCE | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
+                | rd::RD_KAFKA_EVENT_STATS;
+            // SAFETY: conf is live and not yet handed to rd_kafka_new.
+            unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
+        })?;
+        // SAFETY: live handle. Logs and errors go to the main queue, which is forwarded to
+        // the consumer queue: one queue, one pump.
+        unsafe {
+            rd::rd_kafka_set_log_queue(kafka.ptr(), std::ptr::null_mut());
+            rd::rd_kafka_poll_set_consumer(kafka.ptr());
+        }
+        // SAFETY: live handle; the reference is ours.
+        let queue = unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_get_consumer(kafka.ptr())) }
+            .ok_or_else(|| Error::ClientCreation("no consumer queue".into()))?;
+        let subs: Vec<TopicPartition> =
+            topics.iter().map(|t| TopicPartition { topic: t.clone(), partition: -1, offset: -1001 }).collect();
+        if subs.is_empty() {
+            return Err(Error::InvalidTopic);
+        }
+        let tpl = to_tpl(&subs);
+        // SAFETY: live handle and list.
+        let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_subscribe(kafka.ptr(), tpl.ptr()) });
+        if !err.is_ok() {
+            return Err(Error::Kafka(err));
+        }
+        let shared = Arc::new(Shared {
+            native: RwLock::new(Some(Native { queue, kafka })),
+            flow: Mutex::new(HashMap::new()),
+            revoke_done: Mutex::new(0),
+            revoke_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            auto_commit,
+            opts,
+        });
+        let q = QueuePtr(shared.native.read().as_ref().map(|n| n.queue.ptr()).unwrap());
+        let s2 = shared.clone();
+        let mut sink = sink;
+        let pump = std::thread::Builder::new()
+            .name(format!("erlkaf-{name}"))
+            .spawn(move || {
+                let q = q;
+                let mut pump = ConsumerPump { shared: s2, generation: 0, messages: Vec::new() };
+                while !pump.shared.stop.load(Ordering::Acquire) {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump.round(q.0, &mut *sink)));
+                    if r.is_err() {
+                        eprintln!("erlkaf: consumer pump round panicked");
+                    }
+                }
+                sink
+            })
+            .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
+        Ok(Consumer { shared, pump: Mutex::new(Some(pump)) })
+    }
+
+    /// The handle NIF calls use.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Blocking teardown: stop the pump, commit what was stored, leave the group, destroy.
+    /// Call it on a thread of your own, after the workers stopped. A second call is a no-op.
+    pub fn shutdown(&self) {
+        let Some(pump) = self.pump.lock().take() else { return };
+        teardown(&self.shared, pump);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.get_mut().take() {
+            let shared = self.shared.clone();
+            crate::reaper::run("consumer", move || teardown(&shared, pump));
+        }
+    }
+}
+
+fn teardown(shared: &Arc<Shared>, pump: JoinHandle<Box<dyn ConsumerSink>>) {
+    shared.stop.store(true, Ordering::Release);
+    // Unblock a pump waiting for a revoke answer that will not come.
+    shared.revoke_cv.notify_all();
+    if let Some(n) = shared.native.read().as_ref() {
+        // SAFETY: live queue: wakes the pump out of its poll.
+        unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
+    }
+    let sink = pump.join().ok();
+    let native = shared.native.write().take();
+    if let Some(n) = native.as_ref() {
+        if shared.auto_commit {
+            // SAFETY: live handle; commits what the workers stored (sync).
+            unsafe { rd::rd_kafka_commit(n.kafka.ptr(), std::ptr::null(), 0) };
+        }
+        // SAFETY: live handle, not a librdkafka thread. With no rebalance callback,
+        // librdkafka unassigns by itself during close.
+        unsafe { rd::rd_kafka_consumer_close(n.kafka.ptr()) };
+    }
+    drop(native);
+    if let Some(mut sink) = sink {
+        sink.stopped();
+    }
+}
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&Native) -> Result<T>) -> Result<T> {
+        match self.native.read().as_ref() {
+            Some(n) if !self.stop.load(Ordering::Acquire) => f(n),
+            _ => Err(Error::ClientStopped),
+        }
+    }
+
+    /// The handler finished a batch of `topic`/`partition`: store `next_offset` (the last
+    /// processed offset + 1) for the next commit and give the partition its credit back.
+    pub fn ack(&self, topic: &str, partition: i32, next_offset: i64) -> Result<()> {
+        self.with(|n| {
+            let tpl = to_tpl(&[TopicPartition { topic: topic.into(), partition, offset: next_offset }]);
+            // SAFETY: live handle and list.
+            let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_offsets_store(n.kafka.ptr(), tpl.ptr()) });
+            // SAFETY: live list; per-partition errors (e.g. no longer assigned).
+            let per = unsafe { from_tpl(tpl.ptr()) };
+            let perr = per.first().map(|(_, e)| *e).unwrap_or(ErrorCode::NO_ERROR);
+            let mut flow = self.flow.lock();
+            if let Some(f) = flow.get_mut(&(topic.to_string(), partition)) {
+                f.inflight = f.inflight.saturating_sub(1);
+                f.next = Some(next_offset);
+                if f.paused && f.inflight <= self.opts.max_inflight / 2 {
+                    f.paused = false;
+                    pause(n, topic, partition, false);
+                }
+            }
+            if !err.is_ok() { Err(Error::Kafka(err)) } else if !perr.is_ok() { Err(Error::Kafka(perr)) } else { Ok(()) }
+        })
+    }
+
+    /// The worker of a partition was replaced: rewind to the next unprocessed offset (the
+    /// messages the old worker had not finished are fetched again) and reset its credit.
+    pub fn rewind(&self, topic: &str, partition: i32) -> Result<()> {
+        self.with(|n| {
+            let mut flow = self.flow.lock();
+            let Some(f) = flow.get_mut(&(topic.to_string(), partition)) else { return Ok(()) };
+            if let Some(next) = f.next {
+                let tpl = to_tpl(&[TopicPartition { topic: topic.into(), partition, offset: next }]);
+                // SAFETY: live handle and list; timeout 0 = asynchronous.
+                let e = unsafe { rd::rd_kafka_seek_partitions(n.kafka.ptr(), tpl.ptr(), 0) };
+                // SAFETY: e is null or ours.
+                drop(unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(e) });
+            }
+            f.inflight = 0;
+            if f.paused {
+                f.paused = false;
+                pause(n, topic, partition, false);
+            }
+            Ok(())
+        })
+    }
+
+    /// Pauses or resumes fetching a partition on the application's request.
+    pub fn set_paused(&self, topic: &str, partition: i32, paused: bool) -> Result<()> {
+        self.with(|n| {
+            if pause(n, topic, partition, paused) { Ok(()) } else { Err(Error::Kafka(ErrorCode::UNKNOWN_PARTITION)) }
+        })
+    }
+
+    /// Wakes the pump (so that its sink delivers what waited for a worker).
+    pub fn wake(&self) {
+        if let Some(n) = self.native.read().as_ref() {
+            // SAFETY: live queue.
+            unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
+        }
+    }
+
+    /// The application released the partitions of revoke `generation`.
+    pub fn revoke_done(&self, generation: u64) {
+        let mut g = self.revoke_done.lock();
+        if generation > *g {
+            *g = generation;
+        }
+        self.revoke_cv.notify_all();
+    }
+
+    /// The current assignment.
+    pub fn assignment(&self) -> Result<Vec<TopicPartition>> {
+        self.with(|n| {
+            let mut tpl: *mut rd::rd_kafka_topic_partition_list_t = std::ptr::null_mut();
+            // SAFETY: live handle; the list is ours.
+            let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_assignment(n.kafka.ptr(), &mut tpl) });
+            // SAFETY: null or ours.
+            let tpl = unsafe { NativePtr::from_ptr(tpl) };
+            if !err.is_ok() {
+                return Err(Error::Kafka(err));
+            }
+            // SAFETY: live list.
+            Ok(tpl.map(|t| unsafe { from_tpl(t.ptr()) }.into_iter().map(|(p, _)| p).collect()).unwrap_or_default())
+        })
+    }
+
+    /// Commits the stored offsets now and waits for the broker (blocking).
+    pub fn commit_sync(&self) -> Result<()> {
+        self.with(|n| {
+            // SAFETY: live handle.
+            let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_commit(n.kafka.ptr(), std::ptr::null(), 0) });
+            // Nothing stored since the last commit is not a failure.
+            if err.is_ok() || err.name() == "no_offset" { Ok(()) } else { Err(Error::Kafka(err)) }
+        })
+    }
+}
+
+/// Pauses or resumes one partition; false when librdkafka refused.
+fn pause(n: &Native, topic: &str, partition: i32, paused: bool) -> bool {
+    let tpl = to_tpl(&[TopicPartition { topic: topic.into(), partition, offset: -1001 }]);
+    // SAFETY: live handle and list.
+    let err = unsafe {
+        if paused {
+            rd::rd_kafka_pause_partitions(n.kafka.ptr(), tpl.ptr())
+        } else {
+            rd::rd_kafka_resume_partitions(n.kafka.ptr(), tpl.ptr())
+        }
+    };
+    // SAFETY: live list.
+    err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        && unsafe { from_tpl(tpl.ptr()) }.iter().all(|(_, e)| e.is_ok())
+}
+
+struct ConsumerPump {
+    shared: Arc<Shared>,
+    generation: u64,
+    messages: Vec<NativeEvent>,
+}
+
+impl ConsumerPump {
+    fn round(&mut self, q: *mut rd::rd_kafka_queue_t, sink: &mut dyn ConsumerSink) {
+        sink.tick();
+        let mut timeout = 100;
+        let mut taken = 0;
+        while taken < self.shared.opts.max_round && !self.shared.stop.load(Ordering::Acquire) {
+            // SAFETY: q lives until the pump is joined.
+            let Some(ev) = (unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_poll(q, timeout)) }) else { break };
+            timeout = 0;
+            taken += 1;
+            // SAFETY: live event.
+            match unsafe { rd::rd_kafka_event_type(ev.ptr()) } {
+                rd::RD_KAFKA_EVENT_FETCH => self.messages.push(ev),
+                rd::RD_KAFKA_EVENT_REBALANCE => {
+                    // Messages before the rebalance go out first, in order.
+                    self.flush(sink);
+                    self.rebalance(ev, sink);
+                }
+                _ => {
+                    // SAFETY: live event.
+                    unsafe { client_event(ev.ptr(), |e| sink.event(e)) };
+                }
+            }
+        }
+        self.flush(sink);
+    }
+
+    /// Hands the collected messages to the sink, one call per run of one partition.
+    fn flush(&mut self, sink: &mut dyn ConsumerSink) {
+        if self.messages.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.messages);
+        let mut groups: Vec<(Key, Vec<MessageView<'_>>)> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        for ev in &events {
+            // SAFETY: a FETCH event carries one message, owned by the event.
+            let m = unsafe { rd::rd_kafka_event_message_next(ev.ptr()) };
+            if m.is_null() {
+                continue;
+            }
+            // SAFETY: valid while `events` lives.
+            let view = unsafe { MessageView::from_ptr(m) };
+            let topic = String::from_utf8_lossy(view.topic()).into_owned();
+            if !view.error().is_ok() {
+                let reason = view.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+                sink.consume_error(&topic, view.partition(), view.error(), &reason);
+                continue;
+            }
+            let key = (topic, view.partition());
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(view);
+        }
+        for ((topic, partition), msgs) in &groups {
+            self.charge(topic, *partition, msgs[0].offset());
+            sink.messages(topic, *partition, msgs);
+        }
+        drop(groups);
+        drop(events);
+    }
+
+    /// One credit for a batch; pause the partition when it runs out.
+    fn charge(&self, topic: &str, partition: i32, first_offset: i64) {
+        // Lock order everywhere: native, then flow.
+        let native = self.shared.native.read();
+        let mut flow = self.shared.flow.lock();
+        let f = flow.entry((topic.to_string(), partition)).or_default();
+        f.inflight += 1;
+        if f.next.is_none() {
+            f.next = Some(first_offset);
+        }
+        if !f.paused && f.inflight >= self.shared.opts.max_inflight {
+            if let Some(n) = native.as_ref() {
+                f.paused = pause(n, topic, partition, true);
+            }
+        }
+    }
+
+    fn rebalance(&mut self, ev: NativeEvent, sink: &mut dyn ConsumerSink) {
+        let guard = self.shared.native.read();
+        let Some(n) = guard.as_ref() else { return };
+        let rk = n.kafka.ptr();
+        // SAFETY: live rebalance event; the list belongs to it.
+        let (err, tpl) = unsafe { (rd::rd_kafka_event_error(ev.ptr()), rd::rd_kafka_event_topic_partition_list(ev.ptr())) };
+        // SAFETY: live list.
+        let parts: Vec<TopicPartition> = unsafe { from_tpl(tpl) }.into_iter().map(|(p, _)| p).collect();
+        // SAFETY: live handle; static string.
+        let cooperative = unsafe { crate::native::cstr_lossy(rd::rd_kafka_rebalance_protocol(rk)) } == "COOPERATIVE";
+        use rd::rd_kafka_resp_err_t::*;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // SAFETY: live handle and list (errors are owned by us).
+                unsafe {
+                    if cooperative {
+                        drop(NativePtr::<rd::rd_kafka_error_t>::from_ptr(rd::rd_kafka_incremental_assign(rk, tpl)));
+                    } else {
+                        rd::rd_kafka_assign(rk, tpl);
+                    }
+                }
+                {
+                    let mut flow = self.shared.flow.lock();
+                    for p in &parts {
+                        flow.insert((p.topic.clone(), p.partition), Flow::default());
+                    }
+                }
+                drop(guard);
+                sink.assigned(&parts);
+            }
+            RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                drop(guard);
+                self.generation += 1;
+                let generation = self.generation;
+                sink.revoked(&parts, generation);
+                self.wait_revoke_done(generation, sink);
+                let guard = self.shared.native.read();
+                let Some(n) = guard.as_ref() else { return };
+                // SAFETY: live handle.
+                let lost = unsafe { rd::rd_kafka_assignment_lost(rk) } != 0;
+                if self.shared.auto_commit && !lost {
+                    // SAFETY: live handle: commit what the stopped workers stored (sync).
+                    unsafe { rd::rd_kafka_commit(n.kafka.ptr(), std::ptr::null(), 0) };
+                }
+                // SAFETY: live handle and list.
+                unsafe {
+                    if cooperative {
+                        drop(NativePtr::<rd::rd_kafka_error_t>::from_ptr(rd::rd_kafka_incremental_unassign(rk, tpl)));
+                    } else {
+                        rd::rd_kafka_assign(rk, std::ptr::null());
+                    }
+                }
+                let mut flow = self.shared.flow.lock();
+                for p in &parts {
+                    flow.remove(&(p.topic.clone(), p.partition));
+                }
+            }
+            _ => {
+                // SAFETY: live handle: librdkafka asks for an unassign on other errors.
+                unsafe { rd::rd_kafka_assign(rk, std::ptr::null()) };
+                drop(guard);
+                sink.event(ClientEvent::Error { code: ErrorCode::from_raw(err), fatal: false, reason: "rebalance error" });
+            }
+        }
+    }
+
+    /// Waits for the application to release revoked partitions, serving the sink's ticks
+    /// (pending deliveries) meanwhile; bounded by `revoke_timeout`.
+    fn wait_revoke_done(&self, generation: u64, sink: &mut dyn ConsumerSink) {
+        let deadline = Instant::now() + self.shared.opts.revoke_timeout;
+        let mut done = self.shared.revoke_done.lock();
+        while *done < generation && !self.shared.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= deadline {
+                drop(done);
+                sink.event(ClientEvent::Error {
+                    code: ErrorCode::TIMED_OUT,
+                    fatal: false,
+                    reason: "revoked partitions were not released in time; unassigning anyway",
+                });
+                return;
+            }
+            self.shared.revoke_cv.wait_for(&mut done, (deadline - now).min(Duration::from_millis(100)));
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Consumer NIFs (`consumer_*`) and the sink that pushes fetched messages to partition
+//! workers: one `{erlkaf_batch, [#erlkaf_msg{}]}` message per partition run, built in an
+//! `OwnedEnv` and moved with `send_and_clear`. A batch for a partition whose worker has not
+//! registered yet waits (as a saved term) and goes out on the pump's next tick.
+
+use crate::atoms;
+use crate::error::{code_atom, error_tuple, reason};
+use crate::sink::{binary, erlkaf_msg, event_term, opt_binary};
+use erlkaf_core::config::Properties;
+use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink};
+use erlkaf_core::message::MessageView;
+use erlkaf_core::pump::ClientEvent;
+use erlkaf_core::tpl::TopicPartition;
+use erlkaf_core::ErrorCode;
+use rustler::env::SavedTerm;
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Key = (String, i32);
+
+#[derive(Default)]
+struct Route {
+    worker: Option<LocalPid>,
+    pending: Vec<(OwnedEnv, SavedTerm)>,
+}
+
+type Routes = Arc<Mutex<HashMap<Key, Route>>>;
+
+/// A group consumer client.
+pub struct ConsumerRes {
+    consumer: Consumer,
+    routes: Routes,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for ConsumerRes {}
+
+struct GroupSink {
+    owner: LocalPid,
+    routes: Routes,
+    env: OwnedEnv,
+}
+
+fn parts_term<'a>(env: Env<'a>, parts: &[TopicPartition]) -> Term<'a> {
+    parts
+        .iter()
+        .map(|p| (binary(env, p.topic.as_bytes()), p.partition, p.offset).encode(env))
+        .collect::<Vec<_>>()
+        .encode(env)
+}
+
+fn batch_term<'a>(env: Env<'a>, topic: &str, msgs: &[MessageView<'_>]) -> Term<'a> {
+    let t = binary(env, topic.as_bytes());
+    let list: Vec<Term> = msgs.iter().map(|m| erlkaf_msg(env, m, t, opt_binary(env, m.payload()))).collect();
+    (atoms::erlkaf_batch(), list).encode(env)
+}
+
+impl ConsumerSink for GroupSink {
+    fn messages(&mut self, topic: &str, partition: i32, msgs: &[MessageView<'_>]) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        // Not (or no longer) ours: nothing was stored for these, the owner re-reads them.
+        let Some(route) = routes.get_mut(&(topic.to_string(), partition)) else { return };
+        if let (Some(pid), true) = (route.worker, route.pending.is_empty()) {
+            if self.env.send_and_clear(&pid, |env| batch_term(env, topic, msgs)).is_ok() {
+                return;
+            }
+            // The worker is gone: keep the batch for its successor.
+            route.worker = None;
+        }
+        let env = OwnedEnv::new();
+        let saved = env.run(|e| env.save(batch_term(e, topic, msgs)));
+        route.pending.push((env, saved));
+    }
+
+    fn tick(&mut self) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        for route in routes.values_mut() {
+            let Some(pid) = route.worker else { continue };
+            while !route.pending.is_empty() {
+                let (mut env, saved) = route.pending.remove(0);
+                if env.send_and_clear(&pid, |e| saved.load(e)).is_err() {
+                    route.worker = None;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn assigned(&mut self, parts: &[TopicPartition]) {
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            for p in parts {
+                routes.entry((p.topic.clone(), p.partition)).or_default();
+            }
+        }
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_assigned(), parts_term(env, parts)));
+    }
+
+    fn revoked(&mut self, parts: &[TopicPartition], generation: u64) {
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            for p in parts {
+                routes.remove(&(p.topic.clone(), p.partition));
+            }
+        }
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_revoked(), generation, parts_term(env, parts)));
+    }
+
+    fn consume_error(&mut self, topic: &str, partition: i32, code: ErrorCode, reason: &str) {
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| {
+            let e = (atoms::consume_error(), binary(env, topic.as_bytes()), partition, code_atom(env, code), reason);
+            (atoms::erlkaf_event(), e.encode(env))
+        });
+    }
+
+    fn event(&mut self, event: ClientEvent<'_>) {
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_event(), event_term(env, event)));
+    }
+
+    fn stopped(&mut self) {
+        let owner = self.owner;
+        let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_stopped(), Term::map_new(env)));
+    }
+}
+
+/// `(Name, Props, Topics, Owner, MaxInflight, RevokeTimeoutMs) -> {ok, Res} | {error, R}`.
+#[rustler::nif(schedule = "DirtyIo")]
+fn consumer_new<'a>(
+    env: Env<'a>,
+    name: String,
+    props: Vec<(String, String)>,
+    topics: Vec<String>,
+    owner: LocalPid,
+    max_inflight: u32,
+    revoke_timeout_ms: u64,
+) -> Term<'a> {
+    let routes: Routes = Arc::default();
+    let sink = Box::new(GroupSink { owner, routes: routes.clone(), env: OwnedEnv::new() });
+    let opts = ConsumerOptions {
+        max_inflight: max_inflight.max(1),
+        revoke_timeout: Duration::from_millis(revoke_timeout_ms),
+        ..ConsumerOptions::default()
+    };
+    match Consumer::new(&name, &Properties(props), &topics, opts, sink) {
+        Ok(c) => (atoms::ok(), ResourceArc::new(ConsumerRes { consumer: c, routes })).encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, Topic, Partition, Pid) -> ok`: `Pid` is the partition's worker from now on. A
+/// replaced worker's unfinished messages are fetched again (rewind to the next unprocessed
+/// offset).
+#[rustler::nif]
+fn consumer_register<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, pid: LocalPid) -> Term<'a> {
+    let replaced = {
+        let mut routes = res.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let route = routes.entry((topic.clone(), partition)).or_default();
+        let replaced = route.worker.is_some_and(|old| old != pid);
+        if replaced {
+            route.pending.clear();
+        }
+        route.worker = Some(pid);
+        replaced
+    };
+    let r = if replaced { res.consumer.shared().rewind(&topic, partition) } else { Ok(()) };
+    res.consumer.shared().wake();
+    match r {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+fn ok_or<'a>(env: Env<'a>, r: erlkaf_core::Result<()>) -> Term<'a> {
+    match r {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, Topic, Partition, NextOffset) -> ok | {error, R}`: the batch is processed.
+#[rustler::nif]
+fn consumer_ack<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, next: i64) -> Term<'a> {
+    ok_or(env, res.consumer.shared().ack(&topic, partition, next))
+}
+
+/// `(Res, Generation) -> ok`: the revoked partitions of that generation are released.
+#[rustler::nif]
+fn consumer_revoke_done(res: ResourceArc<ConsumerRes>, generation: u64) -> rustler::Atom {
+    res.consumer.shared().revoke_done(generation);
+    atoms::ok()
+}
+
+/// `(Res, Topic, Partition, Paused :: boolean()) -> ok | {error, R}`.
+#[rustler::nif]
+fn consumer_pause<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, paused: bool) -> Term<'a> {
+    ok_or(env, res.consumer.shared().set_paused(&topic, partition, paused))
+}
+
+/// `(Res) -> {ok, [{Topic, Partition}]} | {error, R}`.
+#[rustler::nif]
+fn consumer_assignment<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>) -> Term<'a> {
+    match res.consumer.shared().assignment() {
+        Ok(parts) => {
+            let l: Vec<Term> = parts.iter().map(|p| (binary(env, p.topic.as_bytes()), p.partition).encode(env)).collect();
+            (atoms::ok(), l).encode(env)
+        }
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, Tag) -> ok`; `{erlkaf_commit, Tag, ok | {error, R}}` follows: a synchronous
+/// commit of the stored offsets, on a thread of its own.
+#[rustler::nif]
+fn consumer_commit<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, tag: Term<'a>) -> Term<'a> {
+    let caller = env.pid();
+    let mut msg_env = OwnedEnv::new();
+    let saved = msg_env.save(tag);
+    let spawned = std::thread::Builder::new().name("erlkaf-commit".into()).spawn(move || {
+        let r = res.consumer.shared().commit_sync();
+        let _ = msg_env.send_and_clear(&caller, |env| {
+            let result = match r {
+                Ok(()) => atoms::ok().encode(env),
+                Err(e) => (atoms::error(), reason(env, &e)).encode(env),
+            };
+            (atoms::erlkaf_commit(), saved.load(env), result)
+        });
+    });
+    match spawned {
+        Ok(_) => atoms::ok().encode(env),
+        Err(e) => (atoms::error(), e.to_string()).encode(env),
+    }
+}
+
+/// `(Res) -> ok`: commit, leave the group and destroy, on a reaper thread; the owner gets
+/// `{erlkaf_stopped, #{}}`.
+#[rustler::nif]
+fn consumer_stop(res: ResourceArc<ConsumerRes>) -> rustler::Atom {
+    erlkaf_core::reaper::run("consumer-stop", move || res.consumer.shutdown());
+    atoms::ok()
+}

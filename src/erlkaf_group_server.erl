@@ -1,0 +1,156 @@
+%%% @doc The process of one consumer group client. It owns the native consumer, starts a
+%%% partition worker (`erlkaf_partition_worker') for each assigned partition, stops the
+%%% workers of revoked partitions before telling the pump it may unassign, restarts a
+%%% worker that crashed (its unfinished messages are fetched again), and on stop lets every
+%%% worker finish its handler call, commits and leaves the group.
+-module(erlkaf_group_server).
+-behaviour(gen_server).
+
+-export([start_link/2, child_spec/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-record(state, {
+    client_id :: term(),
+    res :: reference(),
+    settings :: #{binary() => map()},
+    workers = #{} :: #{{binary(), non_neg_integer()} => pid()},
+    offsets = #{} :: #{{binary(), non_neg_integer()} => integer()},
+    stop_timeout :: non_neg_integer()
+}).
+
+%% @doc Child spec for `erlkaf_clients_sup'.
+-spec child_spec(term(), map()) -> supervisor:child_spec().
+child_spec(ClientId, Config) ->
+    #{id => ClientId,
+      start => {?MODULE, start_link, [ClientId, Config]},
+      restart => transient,
+      shutdown => maps:get(stop_timeout_ms, Config) + 60000,
+      type => worker}.
+
+-spec start_link(term(), map()) -> gen_server:start_ret().
+start_link(ClientId, Config) ->
+    gen_server:start_link(?MODULE, {ClientId, Config}, []).
+
+init({ClientId, #{props := Props, topics := Topics} = Config}) ->
+    process_flag(trap_exit, true),
+    Name = case ClientId of
+        B when is_binary(B) -> B;
+        A when is_atom(A) -> atom_to_binary(A, utf8);
+        Other -> iolist_to_binary(io_lib:format("~p", [Other]))
+    end,
+    TopicNames = maps:keys(Topics),
+    case erlkaf_nif:consumer_new(Name, Props, TopicNames, self(),
+                                 maps:get(max_inflight_batches, Config),
+                                 maps:get(revoke_timeout_ms, Config)) of
+        {ok, Res} ->
+            case erlkaf_registry:register(ClientId, consumer, Res, #{}) of
+                ok ->
+                    {ok, #state{client_id = ClientId, res = Res, settings = Topics,
+                                stop_timeout = maps:get(stop_timeout_ms, Config)}};
+                {error, Reason} ->
+                    erlkaf_nif:consumer_stop(Res),
+                    {stop, Reason}
+            end;
+        {error, Reason} ->
+            {stop, Reason}
+    end.
+
+handle_call(assignment, _From, #state{res = Res} = S) ->
+    {reply, erlkaf_nif:consumer_assignment(Res), S};
+handle_call(_Other, _From, S) ->
+    {reply, {error, unknown_call}, S}.
+
+handle_cast(_Msg, S) ->
+    {noreply, S}.
+
+handle_info({erlkaf_assigned, Parts}, S) ->
+    {noreply, lists:foldl(fun({T, P, O}, Acc) -> start_worker(T, P, O, Acc) end, S, Parts)};
+handle_info({erlkaf_revoked, Generation, Parts}, #state{res = Res} = S) ->
+    S1 = stop_workers([{T, P} || {T, P, _} <- Parts], S),
+    erlkaf_nif:consumer_revoke_done(Res, Generation),
+    {noreply, S1};
+handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
+    case [K || {K, P} <- maps:to_list(Ws), P =:= Pid] of
+        [{T, P} = K] ->
+            S1 = S#state{workers = maps:remove(K, Ws)},
+            case Reason of
+                {handler_stop, Why} ->
+                    logger:notice("erlkaf ~p: handler stopped ~ts/~p: ~p; partition paused until the next rebalance",
+                                  [S#state.client_id, T, P, Why], #{domain => [erlkaf]}),
+                    erlkaf_nif:consumer_pause(S#state.res, T, P, true),
+                    {noreply, S1};
+                normal ->
+                    {noreply, S1};
+                _ ->
+                    logger:error("erlkaf ~p: worker of ~ts/~p crashed: ~p; restarting it",
+                                 [S#state.client_id, T, P, Reason], #{domain => [erlkaf]}),
+                    {noreply, start_worker(T, P, maps:get(K, S#state.offsets, -1001), S1)}
+            end;
+        [] ->
+            case Reason of
+                normal -> {noreply, S};
+                _ -> {stop, Reason, S}
+            end
+    end;
+handle_info({erlkaf_event, Event}, S) ->
+    log_event(Event, S),
+    {noreply, S};
+handle_info(_Other, S) ->
+    {noreply, S}.
+
+terminate(_Reason, #state{client_id = ClientId, res = Res, workers = Ws} = S) ->
+    erlkaf_registry:unregister(ClientId),
+    _ = stop_workers(maps:keys(Ws), S),
+    erlkaf_nif:consumer_stop(Res),
+    receive {erlkaf_stopped, _} -> ok
+    after S#state.stop_timeout + 30000 ->
+        logger:error("erlkaf consumer ~p did not stop in time", [ClientId])
+    end.
+
+start_worker(T, P, Offset, #state{res = Res, settings = Settings, workers = Ws} = S) ->
+    Topic = maps:get(T, Settings),
+    case erlkaf_partition_worker:start_link(Res, T, P, Offset, Topic) of
+        {ok, Pid} ->
+            S#state{workers = Ws#{{T, P} => Pid}, offsets = (S#state.offsets)#{{T, P} => Offset}};
+        {error, Reason} ->
+            logger:error("erlkaf ~p: init of ~ts/~p failed: ~p; partition paused",
+                         [S#state.client_id, T, P, Reason], #{domain => [erlkaf]}),
+            erlkaf_nif:consumer_pause(Res, T, P, true),
+            S
+    end.
+
+%% Asks the workers to stop after their current handler call and waits for them (each
+%% stores what it finished); kills those still busy after `stop_timeout_ms'.
+stop_workers(Keys, #state{workers = Ws} = S) ->
+    Pids = [P || K <- Keys, {ok, P} <- [maps:find(K, Ws)]],
+    Tag = make_ref(),
+    [erlkaf_partition_worker:stop(P, Tag) || P <- Pids],
+    Deadline = erlang:monotonic_time(millisecond) + S#state.stop_timeout,
+    [wait_worker(P, Tag, Deadline) || P <- Pids],
+    S#state{workers = maps:without(Keys, Ws), offsets = maps:without(Keys, S#state.offsets)}.
+
+wait_worker(Pid, Tag, Deadline) ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive
+        {erlkaf_worker_stopped, Tag, Pid} ->
+            receive {'EXIT', Pid, _} -> ok after Left -> ok end;
+        {'EXIT', Pid, _} ->
+            ok
+    after Left ->
+        logger:error("erlkaf: partition worker ~p did not stop in time; killed", [Pid]),
+        unlink(Pid),
+        exit(Pid, kill)
+    end.
+
+log_event({log, Level, Facility, Text}, S) ->
+    logger:log(erlkaf_producer_server:log_level(Level), "erlkaf ~p [~ts] ~ts", [S#state.client_id, Facility, Text],
+               #{client_id => S#state.client_id, domain => [erlkaf]});
+log_event({consume_error, T, P, Code, Reason}, S) ->
+    logger:error("erlkaf ~p: consume error on ~ts/~p: ~p ~ts", [S#state.client_id, T, P, Code, Reason],
+                 #{client_id => S#state.client_id, domain => [erlkaf]});
+log_event({error, Code, Fatal, Reason}, S) ->
+    Level = case Fatal of true -> error; false -> notice end,
+    logger:log(Level, "erlkaf ~p: ~p ~ts", [S#state.client_id, Code, Reason],
+               #{client_id => S#state.client_id, domain => [erlkaf]});
+log_event(_Other, _S) ->
+    ok.

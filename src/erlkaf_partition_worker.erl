@@ -1,0 +1,150 @@
+%%% @doc The process of one assigned partition. It receives batches of messages pushed by
+%%% the consumer's pump (one Erlang message per batch), calls the handler in offset order,
+%%% retries failures with backoff, stores the offset after success (the NIF ack also
+%%% returns the partition's flow-control credit), and stops cleanly between two handler
+%%% calls when its group asks (revoke, stop): what it finished is stored, the rest is
+%%% fetched again by whoever gets the partition next.
+-module(erlkaf_partition_worker).
+
+-include("erlkaf.hrl").
+
+-export([start_link/5, stop/2]).
+-export([init/6]).
+
+-record(w, {
+    res :: reference(),
+    topic :: binary(),
+    partition :: non_neg_integer(),
+    module :: module(),
+    state :: term(),
+    dispatch :: one_by_one | {batch, pos_integer()},
+    max_retries :: non_neg_integer() | infinity
+}).
+
+%% @doc Starts (and links) the worker; returns once `init/4' succeeded.
+-spec start_link(reference(), binary(), non_neg_integer(), integer(), map()) -> {ok, pid()} | {error, term()}.
+start_link(Res, Topic, Partition, Offset, Settings) ->
+    proc_lib:start_link(?MODULE, init, [self(), Res, Topic, Partition, Offset, Settings], 30000).
+
+%% @doc Asks the worker to stop after the handler call in progress; `Tag' comes back as
+%% `{erlkaf_worker_stopped, Tag, Pid}' once its offsets are stored.
+-spec stop(pid(), term()) -> ok.
+stop(Pid, Tag) ->
+    Pid ! {erlkaf_stop, self(), Tag},
+    ok.
+
+init(Parent, Res, Topic, Partition, Offset, Settings) ->
+    #{callback_module := Mod, callback_args := Args} = Settings,
+    case catch Mod:init(Topic, Partition, Offset, Args) of
+        {ok, State} ->
+            ok = erlkaf_nif:consumer_register(Res, Topic, Partition, self()),
+            proc_lib:init_ack(Parent, {ok, self()}),
+            loop(#w{res = Res, topic = Topic, partition = Partition, module = Mod, state = State,
+                    dispatch = maps:get(dispatch_mode, Settings, one_by_one),
+                    max_retries = maps:get(max_retries, Settings, infinity)});
+        Other ->
+            proc_lib:init_ack(Parent, {error, {init_failed, Other}})
+    end.
+
+loop(W) ->
+    receive
+        {erlkaf_batch, Msgs} ->
+            loop(batch(Msgs, W));
+        {erlkaf_stop, From, Tag} ->
+            From ! {erlkaf_worker_stopped, Tag, self()},
+            exit(normal)
+    end.
+
+%% Runs a pushed batch through the handler, then acks it.
+batch(Msgs, #w{dispatch = one_by_one} = W) ->
+    handle_each(Msgs, W);
+batch(Msgs, #w{dispatch = {batch, N}} = W) ->
+    handle_chunks(Msgs, N, W).
+
+handle_each([], W) ->
+    W;
+handle_each([M | Rest], W) ->
+    W1 = handle(M, M, W),
+    check_stop(M, Rest =:= [], W1),
+    handle_each(Rest, W1).
+
+handle_chunks([], _N, W) ->
+    W;
+handle_chunks(Msgs, N, W) ->
+    {Chunk, Rest} = split(N, Msgs),
+    Last = lists:last(Chunk),
+    W1 = handle(Chunk, Last, W),
+    check_stop(Last, Rest =:= [], W1),
+    handle_chunks(Rest, N, W1).
+
+split(N, L) when length(L) =< N -> {L, []};
+split(N, L) -> lists:split(N, L).
+
+%% After each handler call: store the offset when the batch is done (one ack per pushed
+%% batch: it returns the partition's credit), and honour a stop request at once (storing
+%% what was processed).
+check_stop(#erlkaf_msg{offset = O}, BatchDone, W) ->
+    receive
+        {erlkaf_stop, From, Tag} ->
+            ack(O, W),
+            From ! {erlkaf_worker_stopped, Tag, self()},
+            exit(normal)
+    after 0 ->
+        case BatchDone of
+            true -> ack(O, W);
+            false -> ok
+        end
+    end.
+
+ack(Offset, #w{res = Res, topic = T, partition = P}) ->
+    _ = erlkaf_nif:consumer_ack(Res, T, P, Offset + 1),
+    ok.
+
+handle(Input, Last, W) ->
+    handle(Input, Last, W, 0).
+
+handle(Input, Last, #w{module = Mod, state = S} = W, Attempt) ->
+    Result = try Mod:handle_message(Input, S)
+             catch Class:Error:Stack -> {error, {Class, Error, Stack}, S}
+             end,
+    case Result of
+        {ok, S1} ->
+            W#w{state = S1};
+        {stop, Reason, _S1} ->
+            %% Everything before this message is done: store up to it, not past it.
+            ack(first_offset(Input) - 1, W),
+            exit({handler_stop, Reason});
+        {error, Reason, S1} ->
+            retry(Input, Last, W#w{state = S1}, Attempt, Reason);
+        Other ->
+            retry(Input, Last, W, Attempt, {bad_return, Other})
+    end.
+
+first_offset([#erlkaf_msg{offset = O} | _]) -> O;
+first_offset(#erlkaf_msg{offset = O}) -> O.
+
+retry(Input, Last, #w{max_retries = Max} = W, Attempt, Reason) when Max =:= infinity; Attempt < Max ->
+    Backoff = min(100 bsl min(Attempt, 6), 5000),
+    logger:warning("erlkaf ~ts/~p offset ~p: handler failed (~p), retry ~p in ~p ms",
+                   [W#w.topic, W#w.partition, Last#erlkaf_msg.offset, Reason, Attempt + 1, Backoff],
+                   #{domain => [erlkaf]}),
+    receive
+        {erlkaf_stop, From, Tag} ->
+            From ! {erlkaf_worker_stopped, Tag, self()},
+            exit(normal)
+    after Backoff ->
+        handle(Input, Last, W, Attempt + 1)
+    end;
+retry(Input, _Last, #w{module = Mod, state = S} = W, _Attempt, Reason) ->
+    logger:error("erlkaf ~ts/~p: giving up after ~p retries (~p)",
+                 [W#w.topic, W#w.partition, W#w.max_retries, Reason], #{domain => [erlkaf]}),
+    case erlang:function_exported(Mod, handle_failed_message, 2) of
+        true ->
+            try Mod:handle_failed_message(Input, S) of
+                {ok, S1} -> W#w{state = S1};
+                _ -> W
+            catch _:_ -> W
+            end;
+        false ->
+            W
+    end.
