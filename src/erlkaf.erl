@@ -22,7 +22,8 @@
 -export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1]).
 %% Consumer groups
 -export([create_consumer_group/5, create_consumer_group/6, assignment/1, commit_offsets/1,
-         commit_offsets/2, pause/3, resume/3]).
+         commit_offsets/2, pause/3, resume/3, seek/4, committed/1, committed/2, position/1,
+         position/2]).
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
@@ -209,7 +210,8 @@ create_consumer_group(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when
                     Config = #{props => Props, topics => Settings,
                                max_inflight_batches => maps:get(max_inflight_batches, Opts),
                                revoke_timeout_ms => revoke_timeout(Opts, Props),
-                               stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts)},
+                               stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts),
+                               callbacks => maps:with([error_callback, stats_callback], Opts)},
                     start_client(ClientId, erlkaf_group_server:child_spec(ClientId, Config),
                                  ClientConfig ++ TopicConfig);
                 Error ->
@@ -282,6 +284,60 @@ pause(ClientId, Topic, Partition) ->
 -spec resume(term(), topic(), partition()) -> ok | {error, term()}.
 resume(ClientId, Topic, Partition) ->
     with_consumer(ClientId, fun(Res) -> erlkaf_nif:consumer_pause(Res, Topic, Partition, false) end).
+
+%% @doc Moves the fetch position of an assigned partition: an offset, or `beginning' /
+%% `end'. Batches already pushed from the old position are dropped by the partition's
+%% worker; the next message it handles is the one at the new position.
+-spec seek(term(), topic(), partition(), integer() | beginning | 'end') -> ok | {error, term()}.
+seek(ClientId, Topic, Partition, Offset0) ->
+    Offset = case Offset0 of beginning -> -2; 'end' -> -1; O -> O end,
+    with_consumer(ClientId, fun(Res) ->
+        Tag = make_ref(),
+        ok = erlkaf_nif:consumer_seek(Res, Topic, Partition, Offset, Tag),
+        receive {erlkaf_seek_done, Tag, Result} -> Result
+        after 30000 -> {error, timeout}
+        end
+    end).
+
+%% @equiv committed(ClientId, assigned)
+-spec committed(term()) -> {ok, [{topic(), partition(), integer()}]} | {error, term()}.
+committed(ClientId) ->
+    committed(ClientId, assigned).
+
+%% @doc The group's committed offsets (asked of the broker) for `[{Topic, Partition}]' or
+%% for the `assigned' partitions; -1001 where nothing was committed.
+-spec committed(term(), assigned | [{topic(), partition()}]) ->
+    {ok, [{topic(), partition(), integer()}]} | {error, term()}.
+committed(ClientId, Parts) ->
+    with_consumer(ClientId, fun(Res) ->
+        case parts(Res, Parts) of
+            {ok, L} ->
+                Tag = make_ref(),
+                ok = erlkaf_nif:consumer_committed(Res, L, 30000, Tag),
+                receive {erlkaf_committed, Tag, Result} -> Result end;
+            Error ->
+                Error
+        end
+    end).
+
+%% @equiv position(ClientId, assigned)
+-spec position(term()) -> {ok, [{topic(), partition(), integer()}]} | {error, term()}.
+position(ClientId) ->
+    position(ClientId, assigned).
+
+%% @doc The fetch positions (offset of the next message librdkafka will hand out).
+-spec position(term(), assigned | [{topic(), partition()}]) ->
+    {ok, [{topic(), partition(), integer()}]} | {error, term()}.
+position(ClientId, Parts) ->
+    with_consumer(ClientId, fun(Res) ->
+        case parts(Res, Parts) of
+            {ok, L} -> erlkaf_nif:consumer_position(Res, L);
+            Error -> Error
+        end
+    end).
+
+parts(Res, assigned) -> erlkaf_nif:consumer_assignment(Res);
+parts(_Res, L) when is_list(L) -> {ok, L}.
 
 with_consumer(ClientId, Fun) ->
     case erlkaf_registry:lookup(ClientId) of

@@ -31,6 +31,7 @@ erlkaf_defaults() ->
         delivery_report_callback => undefined,
         delivery_report_only_error => false,
         stats_callback => undefined,
+        error_callback => undefined,
         queue_buffering_overflow_strategy => block_calling_process,
         queue_buffering_overflow_timeout_ms => 30000,
         stop_flush_timeout_ms => 30000,
@@ -141,7 +142,7 @@ to_binary(_) -> error.
 
 erlkaf_value(delivery_report_callback = K, V) ->
     valid(K, V, is_atom(V) orelse is_function(V, 2) orelse is_function(V, 3));
-erlkaf_value(stats_callback = K, V) ->
+erlkaf_value(K, V) when K =:= stats_callback; K =:= error_callback ->
     valid(K, V, is_atom(V) orelse is_function(V, 2));
 erlkaf_value(delivery_report_only_error = K, V) ->
     case V of

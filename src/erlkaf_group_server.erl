@@ -15,7 +15,9 @@
     settings :: #{binary() => map()},
     workers = #{} :: #{{binary(), non_neg_integer()} => pid()},
     offsets = #{} :: #{{binary(), non_neg_integer()} => integer()},
-    stop_timeout :: non_neg_integer()
+    stop_timeout :: non_neg_integer(),
+    callbacks :: erlkaf_events:callbacks(),
+    last_stats = undefined :: undefined | binary()
 }).
 
 %% @doc Child spec for `erlkaf_clients_sup'.
@@ -46,7 +48,8 @@ init({ClientId, #{props := Props, topics := Topics} = Config}) ->
             case erlkaf_registry:register(ClientId, consumer, Res, #{}) of
                 ok ->
                     {ok, #state{client_id = ClientId, res = Res, settings = Topics,
-                                stop_timeout = maps:get(stop_timeout_ms, Config)}};
+                                stop_timeout = maps:get(stop_timeout_ms, Config),
+                                callbacks = maps:get(callbacks, Config)}};
                 {error, Reason} ->
                     erlkaf_nif:consumer_stop(Res),
                     {stop, Reason}
@@ -57,6 +60,8 @@ init({ClientId, #{props := Props, topics := Topics} = Config}) ->
 
 handle_call(assignment, _From, #state{res = Res} = S) ->
     {reply, erlkaf_nif:consumer_assignment(Res), S};
+handle_call(get_stats, _From, #state{last_stats = Stats} = S) ->
+    {reply, {ok, Stats}, S};
 handle_call(_Other, _From, S) ->
     {reply, {error, unknown_call}, S}.
 
@@ -92,9 +97,11 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
                 _ -> {stop, Reason, S}
             end
     end;
-handle_info({erlkaf_event, Event}, S) ->
-    log_event(Event, S),
-    {noreply, S};
+handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Callbacks} = S) ->
+    case erlkaf_events:handle(Event, ClientId, Callbacks) of
+        {stats, Json} -> {noreply, S#state{last_stats = Json}};
+        ok -> {noreply, S}
+    end;
 handle_info(_Other, S) ->
     {noreply, S}.
 
@@ -142,15 +149,3 @@ wait_worker(Pid, Tag, Deadline) ->
         exit(Pid, kill)
     end.
 
-log_event({log, Level, Facility, Text}, S) ->
-    logger:log(erlkaf_producer_server:log_level(Level), "erlkaf ~p [~ts] ~ts", [S#state.client_id, Facility, Text],
-               #{client_id => S#state.client_id, domain => [erlkaf]});
-log_event({consume_error, T, P, Code, Reason}, S) ->
-    logger:error("erlkaf ~p: consume error on ~ts/~p: ~p ~ts", [S#state.client_id, T, P, Code, Reason],
-                 #{client_id => S#state.client_id, domain => [erlkaf]});
-log_event({error, Code, Fatal, Reason}, S) ->
-    Level = case Fatal of true -> error; false -> notice end,
-    logger:log(Level, "erlkaf ~p: ~p ~ts", [S#state.client_id, Code, Reason],
-               #{client_id => S#state.client_id, domain => [erlkaf]});
-log_event(_Other, _S) ->
-    ok.

@@ -28,6 +28,9 @@
     consumer_assignment/1,
     consumer_commit/2,
     consumer_stop/1,
+    consumer_seek/5,
+    consumer_committed/4,
+    consumer_position/2,
     config_check/2,
     nif_counters/0
 ]).
@@ -88,5 +91,8 @@ consumer_pause(_Res, _Topic, _Partition, _Paused) -> ?NOT_LOADED.
 consumer_assignment(_Res) -> ?NOT_LOADED.
 consumer_commit(_Res, _Tag) -> ?NOT_LOADED.
 consumer_stop(_Res) -> ?NOT_LOADED.
+consumer_seek(_Res, _Topic, _Partition, _Offset, _Tag) -> ?NOT_LOADED.
+consumer_committed(_Res, _Parts, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+consumer_position(_Res, _Parts) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.
 nif_counters() -> ?NOT_LOADED.

@@ -18,6 +18,8 @@
     module :: module(),
     state :: term(),
     dispatch :: one_by_one | {batch, pos_integer()},
+    %% Seeks seen: batches of an older epoch were fetched before a seek and are dropped.
+    epoch = 0 :: non_neg_integer(),
     max_retries :: non_neg_integer() | infinity
 }).
 
@@ -46,10 +48,19 @@ init(Parent, Res, Topic, Partition, Offset, Settings) ->
             proc_lib:init_ack(Parent, {error, {init_failed, Other}})
     end.
 
-loop(W) ->
+loop(#w{epoch = Current} = W) ->
     receive
-        {erlkaf_batch, Msgs} ->
-            loop(batch(Msgs, W));
+        {erlkaf_batch, Epoch, Msgs} when Epoch >= Current ->
+            %% A seek marker already in the mailbox makes this batch stale.
+            receive
+                {erlkaf_epoch, Newer} when Newer > Epoch -> loop(W#w{epoch = Newer})
+            after 0 ->
+                loop(batch(Msgs, W#w{epoch = Epoch}))
+            end;
+        {erlkaf_batch, _Stale, _Msgs} ->
+            loop(W);
+        {erlkaf_epoch, Epoch} ->
+            loop(W#w{epoch = max(Epoch, Current)});
         {erlkaf_stop, From, Tag} ->
             From ! {erlkaf_worker_stopped, Tag, self()},
             exit(normal)

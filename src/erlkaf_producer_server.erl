@@ -8,14 +8,13 @@
 
 -include("erlkaf.hrl").
 
--export([start_link/2, child_spec/2, sync/1, log_level/1]).
+-export([start_link/2, child_spec/2, sync/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 
 -record(state, {
     client_id :: atom(),
     res :: reference(),
     callback :: undefined | {module, module(), 2 | 3} | {function, fun()},
-    stats_callback :: undefined | module() | fun(),
     opts :: map(),
     last_stats = undefined :: undefined | binary(),
     stopped = false :: boolean()
@@ -53,8 +52,7 @@ init({ClientId, {Props, Opts}}) ->
         {ok, Res} ->
             case erlkaf_registry:register(ClientId, producer, Res, Opts) of
                 ok ->
-                    {ok, #state{client_id = ClientId, res = Res, callback = Callback,
-                                stats_callback = maps:get(stats_callback, Opts), opts = Opts}};
+                    {ok, #state{client_id = ClientId, res = Res, callback = Callback, opts = Opts}};
                 {error, Reason} ->
                     erlkaf_nif:producer_stop(Res, 0),
                     {stop, Reason}
@@ -164,37 +162,8 @@ report(Callback, Ref, Status, Msg, S) ->
                          #{client_id => S#state.client_id})
     end.
 
-event({log, Level, Facility, Text}, S) ->
-    logger:log(log_level(Level), "erlkaf ~p [~ts] ~ts", [S#state.client_id, Facility, Text],
-               #{client_id => S#state.client_id, facility => Facility, domain => [erlkaf]}),
-    S;
-event({error, Code, Fatal, Reason}, S) ->
-    %% Non-fatal error events mostly repeat a log line librdkafka emitted already
-    %% (connection refused, all brokers down) and librdkafka recovers by itself.
-    Level = case Fatal of true -> error; false -> notice end,
-    logger:log(Level, "erlkaf ~p: ~p ~ts", [S#state.client_id, Code, Reason],
-               #{client_id => S#state.client_id, domain => [erlkaf]}),
-    S;
-event({stats, Json}, #state{stats_callback = CB} = S) ->
-    try
-        case CB of
-            undefined -> ok;
-            F when is_function(F, 2) -> F(S#state.client_id, Json);
-            M when is_atom(M) -> M:stats_callback(S#state.client_id, Json)
-        end
-    catch
-        Class:Reason ->
-            logger:error("erlkaf ~p: stats callback failed: ~p:~p", [S#state.client_id, Class, Reason])
-    end,
-    S#state{last_stats = Json}.
-
-%% @doc syslog levels (librdkafka's) as logger levels.
--spec log_level(integer()) -> logger:level().
-log_level(L) when L =< 0 -> emergency;
-log_level(1) -> alert;
-log_level(2) -> critical;
-log_level(3) -> error;
-log_level(4) -> warning;
-log_level(5) -> notice;
-log_level(6) -> info;
-log_level(_) -> debug.
+event(Event, #state{client_id = ClientId, opts = Opts} = S) ->
+    case erlkaf_events:handle(Event, ClientId, maps:with([error_callback, stats_callback], Opts)) of
+        {stats, Json} -> S#state{last_stats = Json};
+        ok -> S
+    end.

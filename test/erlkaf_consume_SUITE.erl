@@ -149,13 +149,13 @@ t_two_members_rebalance_without_loss(Config) ->
                                                                        {callback_args, #{pid => self(), tag => Tag}}]}],
                                       Cfg, [{auto_offset_reset, earliest}]),
     produce(Config, 300),
-    _ = collect(Tag, 300),
+    Seen0 = collect(Tag, 300),
     ok = erlkaf:create_consumer_group(g2, G, [{?config(topic, Config), [{callback_module, erlkaf_test_handler},
                                                                        {callback_args, #{pid => self(), tag => Tag}}]}],
                                       Cfg, [{auto_offset_reset, earliest}]),
     produce(Config, 300, 300),
-    Seen = collect(Tag, 600),
-    check_order(maps:filter(fun(V, _) -> binary_to_integer(V) >= 0 end, Seen)),
+    Seen = collect(Tag, 600, Seen0, 30000),
+    check_order(Seen),
     erlkaf_test_lib:wait_until(fun() ->
         {ok, A1} = erlkaf:assignment(g1), {ok, A2} = erlkaf:assignment(g2),
         length(A1) + length(A2) =:= 4 andalso A1 =/= [] andalso A2 =/= []
@@ -163,4 +163,160 @@ t_two_members_rebalance_without_loss(Config) ->
     ok = erlkaf:stop_client(g1),
     produce(Config, 100, 600),
     Seen2 = collect(Tag, 700, Seen, 30000),
-    ?assertEqual(700, map_size(Seen2)).
+    ?assertEqual(700, map_size(Seen2)),
+    Dups = lists:sum([length(L) - 1 || L <- maps:values(Seen2)]),
+    ct:pal("duplicates: ~p", [Dups]).
+
+t_seed_consumer_example_receives_everything(Config) ->
+    ok = erlkaf_mock:create_topic(?config(mock, Config), <<"benchmark">>, 2, 1),
+    {ok, _} = erlkaf:produce_batch(?config(producer, Config), <<"benchmark">>, [integer_to_binary(I) || I <- lists:seq(1, 50)]),
+    ok = erlkaf:flush(?config(producer, Config), 10000),
+    {ok, Text} = file:read_file(filename:join(?config(data_dir, Config), "seed_consumer_example.erl.txt")),
+    Src = binary:replace(Text, <<"broker1:9092,broker2:9092">>, erlkaf_test_lib:bootstrap(Config)),
+    File = filename:join(?config(priv_dir, Config), "test_consumer.erl"),
+    ok = file:write_file(File, Src),
+    Include = filename:dirname(code:which(erlkaf)) ++ "/../include",
+    {ok, test_consumer, Bin} = compile:file(File, [binary, return_errors, {i, Include}]),
+    {module, test_consumer} = code:load_binary(test_consumer, File, Bin),
+    erlang:trace_pattern({test_consumer, handle_message, 2}, true, [local]),
+    _ = erlang:trace(new_processes, true, [call]),
+    try
+        ok = test_consumer:create_consumer(),
+        Offsets = [receive {trace, _, call, {test_consumer, handle_message, [#erlkaf_msg{topic = <<"benchmark">>, partition = P, offset = O}, _]}} -> {P, O}
+                   after 30000 -> ct:fail(missing_message) end || _ <- lists:seq(1, 50)],
+        ?assertEqual(50, length(lists:usort(Offsets)))
+    after
+        erlang:trace(new_processes, false, [call]),
+        erlkaf:stop_client(<<"group_id_here">>)
+    end.
+
+t_100000_messages_exactly_once_in_order(Config) ->
+    [produce(Config, 10000, I * 10000) || I <- lists:seq(0, 9)],
+    Self = self(),
+    Tag = make_ref(),
+    %% A counting handler (no message per Kafka message to the test process).
+    Counter = counters:new(1, []),
+    Table = ets:new(seen, [public, bag]),
+    persistent_term:put({?MODULE, seen}, {Counter, Table, Self, Tag}),
+    ok = erlkaf:create_consumer_group(?config(group, Config), [?config(topic, Config)], client_config(Config),
+                                      [{auto_offset_reset, earliest}], ?MODULE, []),
+    erlkaf_test_lib:wait_until(fun() -> counters:get(Counter, 1) >= 100000 end, 90000),
+    timer:sleep(500),
+    ?assertEqual(100000, counters:get(Counter, 1)),
+    [begin
+         Os = [O || {_, O} <- ets:lookup(Table, P)],
+         ?assertEqual(lists:seq(0, 24999), Os)
+     end || P <- [0, 1, 2, 3]].
+
+%% Handler used by the 100,000 case: counts and records {Partition, Offset} in order.
+init(_T, _P, _O, _Args) -> {ok, persistent_term:get({?MODULE, seen})}.
+handle_message(#erlkaf_msg{partition = P, offset = O}, {Counter, Table, _, _} = S) ->
+    ets:insert(Table, {P, O}),
+    counters:add(Counter, 1, 1),
+    {ok, S}.
+
+t_seek_pause_resume_committed_position(Config) ->
+    produce(Config, 40),
+    Tag = make_ref(),
+    G = ?config(group, Config), T = ?config(topic, Config),
+    ok = erlkaf:create_consumer_group(G, [T], client_config(Config), [{auto_offset_reset, earliest}],
+                                      erlkaf_test_handler, #{pid => self(), tag => Tag}),
+    _ = collect(Tag, 40),
+    %% Seek partition 0 back to offset 5: offsets 5..9 come again, nothing else.
+    ok = erlkaf:seek(G, T, 0, 5),
+    Again = [receive {handled, Tag, T, 0, O, _} -> O after 10000 -> ct:fail(no_replay) end || _ <- lists:seq(1, 5)],
+    ?assertEqual([5, 6, 7, 8, 9], Again),
+    receive {handled, Tag, _, _, _, _} = Extra -> ct:fail({extra, Extra}) after 300 -> ok end,
+    %% Pause partition 1: new messages there wait until resume.
+    ok = erlkaf:pause(G, T, 1),
+    {ok, 1, _} = erlkaf:produce_sync(?config(producer, Config), T, <<"k">>, <<"paused">>, #{partition => 1}),
+    receive {handled, Tag, T, 1, _, <<"paused">>} -> ct:fail(delivered_while_paused) after 1000 -> ok end,
+    ok = erlkaf:resume(G, T, 1),
+    receive {handled, Tag, T, 1, 10, <<"paused">>} -> ok after 10000 -> ct:fail(not_resumed) end,
+    ok = erlkaf:commit_offsets(G),
+    {ok, Committed} = erlkaf:committed(G),
+    ?assertEqual([{T, 0, 10}, {T, 1, 11}, {T, 2, 10}, {T, 3, 10}], lists:sort(Committed)),
+    {ok, Positions} = erlkaf:position(G, [{T, 1}]),
+    ?assertEqual([{T, 1, 11}], Positions),
+    {error, _} = erlkaf:seek(G, T, 99, 0),
+    {error, undefined_client} = erlkaf:seek(no_such_group, T, 0, 0).
+
+t_cooperative_sticky_two_members(Config) ->
+    G = ?config(group, Config),
+    Tag = make_ref(),
+    Cfg = [{partition_assignment_strategy, 'cooperative-sticky'} | client_config(Config)],
+    Topic = [{?config(topic, Config), [{callback_module, erlkaf_test_handler}, {callback_args, #{pid => self(), tag => Tag}}]}],
+    ok = erlkaf:create_consumer_group(g1, G, Topic, Cfg, [{auto_offset_reset, earliest}]),
+    produce(Config, 200),
+    Seen0 = collect(Tag, 200),
+    ok = erlkaf:create_consumer_group(g2, G, Topic, Cfg, [{auto_offset_reset, earliest}]),
+    erlkaf_test_lib:wait_until(fun() ->
+        {ok, A1} = erlkaf:assignment(g1), {ok, A2} = erlkaf:assignment(g2),
+        length(A1) + length(A2) =:= 4 andalso A1 =/= [] andalso A2 =/= []
+    end, 30000),
+    produce(Config, 200, 200),
+    Seen = collect(Tag, 400, Seen0, 30000),
+    ok = erlkaf:stop_client(g1),
+    erlkaf_test_lib:wait_until(fun() -> {ok, A2} = erlkaf:assignment(g2), length(A2) =:= 4 end, 30000),
+    produce(Config, 100, 400),
+    Seen2 = collect(Tag, 500, Seen, 30000),
+    ?assertEqual(500, map_size(Seen2)),
+    %% At-least-once: duplicates only from what was in flight at a rebalance.
+    Dups = lists:sum([length(L) - 1 || L <- maps:values(Seen2)]),
+    ct:pal("duplicates: ~p", [Dups]),
+    ?assert(Dups =< 4 * 2000).
+
+t_slow_handler_pauses_its_partition(Config) ->
+    produce(Config, 2000),
+    Tag = make_ref(),
+    G = ?config(group, Config),
+    Self = self(),
+    %% One partition, slow handler: the worker's mailbox stays bounded by the credit.
+    persistent_term:put({?MODULE, slow}, Self),
+    ok = erlkaf:create_consumer_group(G, G, [{?config(topic, Config), [{callback_module, erlkaf_slow_handler},
+                                                                      {callback_args, Self}]}],
+                                      [{max_inflight_batches, 2}, {queued_max_messages_kbytes, 64} | client_config(Config)],
+                                      [{auto_offset_reset, earliest}]),
+    Workers = [receive {slow_worker, P} -> P after 20000 -> ct:fail(no_worker) end || _ <- lists:seq(1, 4)],
+    Max = lists:max([begin timer:sleep(100), lists:max([mailbox(W) || W <- Workers]) end || _ <- lists:seq(1, 20)]),
+    ct:pal("largest worker mailbox: ~p batches", [Max]),
+    ?assert(Max =< 3),
+    _ = Tag.
+
+mailbox(Pid) ->
+    case process_info(Pid, message_queue_len) of
+        {message_queue_len, N} -> N;
+        undefined -> 0
+    end.
+
+t_stop_returns_with_broker_down(Config) ->
+    produce(Config, 100),
+    Tag = make_ref(),
+    G = ?config(group, Config),
+    ok = erlkaf:create_consumer_group(G, [?config(topic, Config)],
+                                      [{session_timeout_ms, 6000} | client_config(Config)],
+                                      [{auto_offset_reset, earliest}], erlkaf_test_handler, #{pid => self(), tag => Tag}),
+    _ = collect(Tag, 100),
+    ok = erlkaf_mock:broker_down(?config(mock, Config), -1),
+    try
+        {Us, ok} = timer:tc(fun() -> erlkaf:stop_client(G) end),
+        ct:pal("stop with the broker down: ~p ms", [Us div 1000]),
+        ?assert(Us < 60000000)
+    after
+        ok = erlkaf_mock:broker_up(?config(mock, Config), -1)
+    end.
+
+t_error_callback_gets_consume_errors(Config) ->
+    Self = self(),
+    G = ?config(group, Config),
+    Tag = make_ref(),
+    %% auto_offset_reset=error turns "no committed offset" into a consume error.
+    ok = erlkaf:create_consumer_group(G, [?config(topic, Config)],
+                                      [{error_callback, fun(Id, E) -> Self ! {error_cb, Id, E} end} | client_config(Config)],
+                                      [{auto_offset_reset, error}], erlkaf_test_handler, #{pid => self(), tag => Tag}),
+    produce(Config, 4),
+    receive
+        {error_cb, G, {consume_error, _T, _P, Code, _Reason}} -> ct:pal("consume error: ~p", [Code]);
+        {error_cb, G, {error, Code, Reason}} -> ct:pal("error: ~p ~ts", [Code, Reason])
+    after 20000 -> ct:fail(no_error_callback)
+    end.

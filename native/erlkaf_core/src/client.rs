@@ -13,6 +13,7 @@ static LIVE: AtomicI64 = AtomicI64::new(0);
 /// before it drops (field order in the owners takes care of it).
 pub struct Kafka {
     ptr: *mut rd::rd_kafka_t,
+    kind: Kind,
 }
 
 // SAFETY: rd_kafka_t is documented thread-safe.
@@ -54,7 +55,7 @@ impl Kafka {
         }
         conf.into_raw();
         LIVE.fetch_add(1, Ordering::SeqCst);
-        Ok(Kafka { ptr })
+        Ok(Kafka { ptr, kind })
     }
 
     /// The raw handle, valid while `self` lives.
@@ -69,17 +70,20 @@ impl Kafka {
     }
 }
 
-struct SendPtr(*mut rd::rd_kafka_t);
+struct SendPtr(*mut rd::rd_kafka_t, Kind);
 // SAFETY: only moved to the reaper thread, which destroys it.
 unsafe impl Send for SendPtr {}
 
 impl Drop for Kafka {
     fn drop(&mut self) {
-        let p = SendPtr(self.ptr);
+        let p = SendPtr(self.ptr, self.kind);
         crate::reaper::run("destroy", move || {
             let p = p;
+            // A consumer was closed by its owner already (bounded in time): destroy must not
+            // run consumer_close again, which blocks while the broker is unreachable.
+            let flags = if p.1 == Kind::Consumer { rd::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE } else { 0 };
             // SAFETY: we owned the only reference; every child object is gone.
-            unsafe { rd::rd_kafka_destroy(p.0) };
+            unsafe { rd::rd_kafka_destroy_flags(p.0, flags) };
             LIVE.fetch_sub(1, Ordering::SeqCst);
         });
     }

@@ -195,20 +195,65 @@ fn teardown(shared: &Arc<Shared>, pump: JoinHandle<Box<dyn ConsumerSink>>) {
         // SAFETY: live queue: wakes the pump out of its poll.
         unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
     }
-    let sink = pump.join().ok();
+    let mut sink = pump.join().ok();
     let native = shared.native.write().take();
     if let Some(n) = native.as_ref() {
         if shared.auto_commit {
-            // SAFETY: live handle; commits what the workers stored (sync).
-            unsafe { rd::rd_kafka_commit(n.kafka.ptr(), std::ptr::null(), 0) };
+            // SAFETY: live handle. Asynchronous: close waits for outstanding commits, and
+            // its own wait is bounded (a synchronous commit is not, with the broker down).
+            unsafe { rd::rd_kafka_commit(n.kafka.ptr(), std::ptr::null(), 1) };
         }
-        // SAFETY: live handle, not a librdkafka thread. With no rebalance callback,
-        // librdkafka unassigns by itself during close.
-        unsafe { rd::rd_kafka_consumer_close(n.kafka.ptr()) };
+        close(n, shared.opts.revoke_timeout.min(Duration::from_secs(30)), sink.as_deref_mut());
     }
     drop(native);
     if let Some(mut sink) = sink {
         sink.stopped();
+    }
+}
+
+/// Leaves the group: `rd_kafka_consumer_close_queue` with our own queue, serving its
+/// rebalance events (the workers are gone: unassign at once) and handing its logs and
+/// errors to the sink, until librdkafka says closed or `limit` passed (broker down).
+fn close(n: &Native, limit: Duration, mut sink: Option<&mut dyn ConsumerSink>) {
+    let rk = n.kafka.ptr();
+    // SAFETY: live handle; the queue is ours.
+    let Some(q) = (unsafe { NativePtr::<rd::rd_kafka_queue_t>::from_ptr(rd::rd_kafka_queue_new(rk)) }) else { return };
+    // SAFETY: live handle and queue.
+    let err = unsafe { rd::rd_kafka_consumer_close_queue(rk, q.ptr()) };
+    // SAFETY: null or an error we own.
+    if unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(err) }.is_some() {
+        return;
+    }
+    let deadline = Instant::now() + limit;
+    // SAFETY: live handle.
+    while unsafe { rd::rd_kafka_consumer_closed(rk) } == 0 && Instant::now() < deadline {
+        // SAFETY: live queue.
+        let Some(ev) = (unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_poll(q.ptr(), 100)) }) else { continue };
+        // SAFETY: live event.
+        match unsafe { rd::rd_kafka_event_type(ev.ptr()) } {
+            rd::RD_KAFKA_EVENT_REBALANCE => unassign(rk, &ev),
+            _ => {
+                if let Some(s) = sink.as_deref_mut() {
+                    // SAFETY: live event.
+                    unsafe { client_event(ev.ptr(), |e| s.event(e)) };
+                }
+            }
+        }
+    }
+}
+
+/// Answers a rebalance event during close: give everything back.
+fn unassign(rk: *mut rd::rd_kafka_t, ev: &NativeEvent) {
+    // SAFETY: live handle, live rebalance event and its list.
+    unsafe {
+        let tpl = rd::rd_kafka_event_topic_partition_list(ev.ptr());
+        if crate::native::cstr_lossy(rd::rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE" {
+            if rd::rd_kafka_event_error(ev.ptr()) == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                drop(NativePtr::<rd::rd_kafka_error_t>::from_ptr(rd::rd_kafka_incremental_unassign(rk, tpl)));
+            }
+        } else {
+            rd::rd_kafka_assign(rk, std::ptr::null());
+        }
     }
 }
 
@@ -262,6 +307,66 @@ impl Shared {
                 pause(n, topic, partition, false);
             }
             Ok(())
+        })
+    }
+
+    /// Moves a partition's fetch position to `offset` (logical offsets allowed: -2
+    /// beginning, -1 end) and waits up to `timeout` for it; messages fetched before are
+    /// purged by librdkafka. Resets the partition's credit. Blocking: call it from the pump
+    /// (the sink's tick) or a thread of its own.
+    pub fn seek(&self, topic: &str, partition: i32, offset: i64, timeout: Duration) -> Result<()> {
+        self.with(|n| {
+            let tpl = to_tpl(&[TopicPartition { topic: topic.into(), partition, offset }]);
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: live handle and list.
+            let e = unsafe { rd::rd_kafka_seek_partitions(n.kafka.ptr(), tpl.ptr(), ms) };
+            // SAFETY: null or an error object we own.
+            if let Some(e) = unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(e) } {
+                // SAFETY: live error object.
+                return Err(Error::Kafka(ErrorCode::from_raw(unsafe { rd::rd_kafka_error_code(e.ptr()) })));
+            }
+            // SAFETY: live list.
+            if let Some((_, err)) = unsafe { from_tpl(tpl.ptr()) }.into_iter().find(|(_, e)| !e.is_ok()) {
+                return Err(Error::Kafka(err));
+            }
+            let mut flow = self.flow.lock();
+            let f = flow.entry((topic.to_string(), partition)).or_default();
+            f.inflight = 0;
+            f.next = (offset >= 0).then_some(offset);
+            if f.paused {
+                f.paused = false;
+                pause(n, topic, partition, false);
+            }
+            Ok(())
+        })
+    }
+
+    /// Committed offsets of `parts` (the broker's answer; blocking up to `timeout`).
+    pub fn committed(&self, parts: &[TopicPartition], timeout: Duration) -> Result<Vec<TopicPartition>> {
+        self.with(|n| {
+            let tpl = to_tpl(parts);
+            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: live handle and list.
+            let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_committed(n.kafka.ptr(), tpl.ptr(), ms) });
+            if !err.is_ok() {
+                return Err(Error::Kafka(err));
+            }
+            // SAFETY: live list.
+            Ok(unsafe { from_tpl(tpl.ptr()) }.into_iter().map(|(p, _)| p).collect())
+        })
+    }
+
+    /// Fetch positions of `parts` (the offset after the last message handed out; local).
+    pub fn position(&self, parts: &[TopicPartition]) -> Result<Vec<TopicPartition>> {
+        self.with(|n| {
+            let tpl = to_tpl(parts);
+            // SAFETY: live handle and list.
+            let err = ErrorCode::from_raw(unsafe { rd::rd_kafka_position(n.kafka.ptr(), tpl.ptr()) });
+            if !err.is_ok() {
+                return Err(Error::Kafka(err));
+            }
+            // SAFETY: live list.
+            Ok(unsafe { from_tpl(tpl.ptr()) }.into_iter().map(|(p, _)| p).collect())
         })
     }
 

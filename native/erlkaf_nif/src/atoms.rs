@@ -49,4 +49,7 @@ rustler::atoms! {
     erlkaf_revoked,
     erlkaf_commit,
     consume_error,
+    erlkaf_epoch,
+    erlkaf_seek_done,
+    erlkaf_committed,
 }

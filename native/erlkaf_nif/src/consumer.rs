@@ -20,18 +20,35 @@ use std::time::Duration;
 
 type Key = (String, i32);
 
+/// Where a partition's batches go. `epoch` counts seeks: batches carry it, and a worker
+/// drops batches older than the last `{erlkaf_epoch, Epoch}` marker it was sent.
 #[derive(Default)]
 struct Route {
     worker: Option<LocalPid>,
     pending: Vec<(OwnedEnv, SavedTerm)>,
+    epoch: u64,
 }
 
 type Routes = Arc<Mutex<HashMap<Key, Route>>>;
+
+/// A seek asked by the application, carried out by the pump between two rounds so that
+/// it is ordered with the batches the pump sends.
+struct SeekRequest {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    caller: LocalPid,
+    tag: (OwnedEnv, SavedTerm),
+}
+
+type Seeks = Arc<Mutex<Vec<SeekRequest>>>;
+type CoreShared = Arc<std::sync::OnceLock<Arc<erlkaf_core::consumer::Shared>>>;
 
 /// A group consumer client.
 pub struct ConsumerRes {
     consumer: Consumer,
     routes: Routes,
+    seeks: Seeks,
 }
 
 #[rustler::resource_impl]
@@ -40,6 +57,8 @@ impl rustler::Resource for ConsumerRes {}
 struct GroupSink {
     owner: LocalPid,
     routes: Routes,
+    seeks: Seeks,
+    core: CoreShared,
     env: OwnedEnv,
 }
 
@@ -51,10 +70,43 @@ fn parts_term<'a>(env: Env<'a>, parts: &[TopicPartition]) -> Term<'a> {
         .encode(env)
 }
 
-fn batch_term<'a>(env: Env<'a>, topic: &str, msgs: &[MessageView<'_>]) -> Term<'a> {
+fn batch_term<'a>(env: Env<'a>, topic: &str, epoch: u64, msgs: &[MessageView<'_>]) -> Term<'a> {
     let t = binary(env, topic.as_bytes());
     let list: Vec<Term> = msgs.iter().map(|m| erlkaf_msg(env, m, t, opt_binary(env, m.payload()))).collect();
-    (atoms::erlkaf_batch(), list).encode(env)
+    (atoms::erlkaf_batch(), epoch, list).encode(env)
+}
+
+impl GroupSink {
+    /// Carries out the queued seeks (synchronously, on the pump thread): batches sent
+    /// before come from the old position, and the worker learns it through the marker.
+    fn seeks(&mut self) {
+        let reqs: Vec<SeekRequest> = std::mem::take(&mut *self.seeks.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in reqs {
+            let result = match self.core.get() {
+                Some(core) => core.seek(&r.topic, r.partition, r.offset, Duration::from_secs(10)),
+                None => Err(erlkaf_core::Error::ClientStopped),
+            };
+            if result.is_ok() {
+                let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(route) = routes.get_mut(&(r.topic.clone(), r.partition)) {
+                    route.epoch += 1;
+                    route.pending.clear();
+                    let epoch = route.epoch;
+                    if let Some(pid) = route.worker {
+                        let _ = self.env.send_and_clear(&pid, |_| (atoms::erlkaf_epoch(), epoch));
+                    }
+                }
+            }
+            let (mut env, tag) = r.tag;
+            let _ = env.send_and_clear(&r.caller, |env| {
+                let res = match &result {
+                    Ok(()) => atoms::ok().encode(env),
+                    Err(e) => error_tuple(env, e),
+                };
+                (atoms::erlkaf_seek_done(), tag.load(env), res)
+            });
+        }
+    }
 }
 
 impl ConsumerSink for GroupSink {
@@ -62,19 +114,21 @@ impl ConsumerSink for GroupSink {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         // Not (or no longer) ours: nothing was stored for these, the owner re-reads them.
         let Some(route) = routes.get_mut(&(topic.to_string(), partition)) else { return };
+        let epoch = route.epoch;
         if let (Some(pid), true) = (route.worker, route.pending.is_empty()) {
-            if self.env.send_and_clear(&pid, |env| batch_term(env, topic, msgs)).is_ok() {
+            if self.env.send_and_clear(&pid, |env| batch_term(env, topic, epoch, msgs)).is_ok() {
                 return;
             }
             // The worker is gone: keep the batch for its successor.
             route.worker = None;
         }
         let env = OwnedEnv::new();
-        let saved = env.run(|e| env.save(batch_term(e, topic, msgs)));
+        let saved = env.run(|e| env.save(batch_term(e, topic, epoch, msgs)));
         route.pending.push((env, saved));
     }
 
     fn tick(&mut self) {
+        self.seeks();
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         for route in routes.values_mut() {
             let Some(pid) = route.worker else { continue };
@@ -141,14 +195,19 @@ fn consumer_new<'a>(
     revoke_timeout_ms: u64,
 ) -> Term<'a> {
     let routes: Routes = Arc::default();
-    let sink = Box::new(GroupSink { owner, routes: routes.clone(), env: OwnedEnv::new() });
+    let seeks: Seeks = Arc::default();
+    let core: CoreShared = Arc::default();
+    let sink = Box::new(GroupSink { owner, routes: routes.clone(), seeks: seeks.clone(), core: core.clone(), env: OwnedEnv::new() });
     let opts = ConsumerOptions {
         max_inflight: max_inflight.max(1),
         revoke_timeout: Duration::from_millis(revoke_timeout_ms),
         ..ConsumerOptions::default()
     };
     match Consumer::new(&name, &Properties(props), &topics, opts, sink) {
-        Ok(c) => (atoms::ok(), ResourceArc::new(ConsumerRes { consumer: c, routes })).encode(env),
+        Ok(c) => {
+            let _ = core.set(c.shared().clone());
+            (atoms::ok(), ResourceArc::new(ConsumerRes { consumer: c, routes, seeks })).encode(env)
+        }
         Err(e) => error_tuple(env, &e),
     }
 }
@@ -243,4 +302,58 @@ fn consumer_commit<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, tag: Term<'a
 fn consumer_stop(res: ResourceArc<ConsumerRes>) -> rustler::Atom {
     erlkaf_core::reaper::run("consumer-stop", move || res.consumer.shutdown());
     atoms::ok()
+}
+
+/// `(Res, Topic, Partition, Offset, Tag) -> ok`; `{erlkaf_seek_done, Tag, ok | {error, R}}`
+/// follows once the pump moved the position (`Offset` may be -2 beginning or -1 end).
+#[rustler::nif]
+fn consumer_seek<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, offset: i64, tag: Term<'a>) -> Term<'a> {
+    let msg_env = OwnedEnv::new();
+    let saved = msg_env.save(tag);
+    res.seeks.lock().unwrap_or_else(|e| e.into_inner()).push(SeekRequest {
+        topic,
+        partition,
+        offset,
+        caller: env.pid(),
+        tag: (msg_env, saved),
+    });
+    res.consumer.shared().wake();
+    atoms::ok().encode(env)
+}
+
+fn decode_parts(parts: Vec<(String, i32)>) -> Vec<TopicPartition> {
+    parts.into_iter().map(|(topic, partition)| TopicPartition { topic, partition, offset: -1001 }).collect()
+}
+
+fn offsets_term<'a>(env: Env<'a>, r: erlkaf_core::Result<Vec<TopicPartition>>) -> Term<'a> {
+    match r {
+        Ok(parts) => (atoms::ok(), parts_term(env, &parts)).encode(env),
+        Err(e) => error_tuple(env, &e),
+    }
+}
+
+/// `(Res, [{Topic, Partition}], TimeoutMs, Tag) -> ok`; `{erlkaf_committed, Tag,
+/// {ok, [{Topic, Partition, Offset}]} | {error, R}}` follows (a broker round trip, on a
+/// thread of its own).
+#[rustler::nif]
+fn consumer_committed<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, parts: Vec<(String, i32)>, timeout_ms: u32, tag: Term<'a>) -> Term<'a> {
+    let caller = env.pid();
+    let mut msg_env = OwnedEnv::new();
+    let saved = msg_env.save(tag);
+    let parts = decode_parts(parts);
+    let spawned = std::thread::Builder::new().name("erlkaf-committed".into()).spawn(move || {
+        let r = res.consumer.shared().committed(&parts, Duration::from_millis(timeout_ms as u64));
+        let _ = msg_env.send_and_clear(&caller, |env| (atoms::erlkaf_committed(), saved.load(env), offsets_term(env, r)));
+    });
+    match spawned {
+        Ok(_) => atoms::ok().encode(env),
+        Err(e) => (atoms::error(), e.to_string()).encode(env),
+    }
+}
+
+/// `(Res, [{Topic, Partition}]) -> {ok, [{Topic, Partition, Offset}]} | {error, R}`: local
+/// fetch positions (-1001 when unknown).
+#[rustler::nif]
+fn consumer_position<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, parts: Vec<(String, i32)>) -> Term<'a> {
+    offsets_term(env, res.consumer.shared().position(&decode_parts(parts)))
 }
