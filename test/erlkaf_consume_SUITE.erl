@@ -26,9 +26,11 @@ end_per_testcase(Case, Config) ->
     [erlkaf:stop_client(C) || C <- [?config(group, Config), g1, g2, g3]],
     ok.
 
+%% The mock answers an empty fetch only after fetch_wait_max_ms (500 by default), even when
+%% data arrives meanwhile: keep it short so that tests do not wait on it.
 client_config(Config) ->
     [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)}, {auto_commit_interval_ms, 200},
-     {session_timeout_ms, 6000}, {heartbeat_interval_ms, 500}].
+     {session_timeout_ms, 6000}, {heartbeat_interval_ms, 500}, {fetch_wait_max_ms, 10}].
 
 produce(Config, N) ->
     produce(Config, N, 0).
@@ -320,3 +322,22 @@ t_error_callback_gets_consume_errors(Config) ->
         {error_cb, G, {error, Code, Reason}} -> ct:pal("error: ~p ~ts", [Code, Reason])
     after 20000 -> ct:fail(no_error_callback)
     end.
+
+t_long_handler_keeps_group_membership(Config) ->
+    %% A handler busy for longer than session_timeout_ms (6 s) but within
+    %% max_poll_interval_ms: the pump keeps polling, the member stays, nothing is revoked.
+    produce(Config, 4),
+    G = ?config(group, Config),
+    Self = self(),
+    persistent_term:put({?MODULE, long}, Self),
+    ok = erlkaf:create_consumer_group(G, G, [{?config(topic, Config), [{callback_module, erlkaf_long_handler},
+                                                                      {callback_args, Self}]}],
+                                      [{max_poll_interval_ms, 60000} | client_config(Config)],
+                                      [{auto_offset_reset, earliest}]),
+    Handled = [receive {long_handled, P, O} -> {P, O} after 30000 -> ct:fail(missing) end || _ <- lists:seq(1, 4)],
+    ?assertEqual(4, length(lists:usort(Handled))),
+    Inits = length([x || {long_init, _} <- flush_mailbox()]),
+    ?assertEqual(4, Inits).
+
+flush_mailbox() ->
+    receive M -> [M | flush_mailbox()] after 0 -> [] end.
