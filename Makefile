@@ -1,12 +1,12 @@
 # erlkaf: two commands matter.
 #   make demo   installs what is missing, builds, starts the embedded broker and produces
 #               a million messages, printing the throughput.
-#   make test   runs every test: cargo (erlkaf_core), EUnit and Common Test.
+#   make test   runs every test: cargo (erlkaf_core), EUnit, Common Test and ExUnit.
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct demo broker clean dialyzer
+.PHONY: deps build test test-rust test-eunit test-ct test-ex demo broker clean dialyzer
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -20,6 +20,7 @@ test: deps
 	cargo test --locked -p erlkaf_core
 	rebar3 eunit
 	rebar3 ct
+	mix test
 
 test-rust:
 	cargo test --locked -p erlkaf_core
@@ -29,6 +30,9 @@ test-eunit:
 
 test-ct:
 	rebar3 ct
+
+test-ex:
+	mix test
 
 demo: build
 	erl -noshell $(ERL_PATHS) -eval 'erlkaf_demo:main(), halt().'

@@ -28,7 +28,8 @@ defmodule Erlkaf.MixProject do
       erlc_paths: ["src"],
       erlc_include_path: "include",
       erlc_options: [:debug_info, :warnings_as_errors],
-      elixirc_paths: elixirc_paths(Mix.env()),
+      elixirc_paths: ["lib"],
+      test_paths: ["test/elixir"],
       deps: [],
       description: "Kafka client for Erlang and Elixir: a Rust NIF over librdkafka",
       package: [licenses: ["MIT"], files: ~w(src include lib native priv/.gitkeep bin Cargo.toml Cargo.lock mix.exs rebar.config README.md)]
@@ -38,6 +39,4 @@ defmodule Erlkaf.MixProject do
   def application do
     [mod: {:erlkaf_app, []}, extra_applications: [:logger]]
   end
-
-  defp elixirc_paths(_), do: if(File.dir?("lib"), do: ["lib"], else: [])
 end

@@ -19,7 +19,8 @@
 %% Application
 -export([start/0, start/1, stop/0]).
 %% Clients
--export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1]).
+-export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1,
+         start_producer_link/2, start_consumer_group_link/5]).
 %% Consumer groups
 -export([create_consumer_group/5, create_consumer_group/6, assignment/1, commit_offsets/1,
          commit_offsets/2, pause/3, resume/3, seek/4, committed/1, committed/2, position/1,
@@ -89,33 +90,48 @@ stop() ->
 %% `{error, {invalid_config, Key, Message}}' (librdkafka refused a value),
 %% `{error, already_exists}', `{error, erlkaf_not_started}'.
 -spec create_producer(client_id(), [client_option()]) -> ok | {error, term()}.
-create_producer(ClientId, Config) when is_atom(ClientId); is_binary(ClientId) ->
+create_producer(ClientId, Config) ->
+    case producer_spec(ClientId, Config) of
+        {ok, Spec} -> start_client(ClientId, Spec, Config);
+        Error -> Error
+    end.
+
+%% @doc Starts a producer linked to the caller, for your own supervision tree (the Elixir
+%% `Erlkaf.Producer' child spec uses it). Same config and errors as `create_producer/2'.
+-spec start_producer_link(client_id(), [client_option()]) -> {ok, pid()} | {error, term()}.
+start_producer_link(ClientId, Config) ->
+    case producer_spec(ClientId, Config) of
+        {ok, #{start := {M, F, A}}} -> map_start_error(apply(M, F, A), Config);
+        Error -> Error
+    end.
+
+producer_spec(ClientId, Config) when is_atom(ClientId); is_binary(ClientId) ->
     case erlkaf_config:client(Config) of
         {ok, Props, Opts} ->
             case check(client, Props, Config) of
                 ok ->
                     Opts1 = Opts#{dropped => counters:new(1, [write_concurrency])},
-                    Spec = erlkaf_producer_server:child_spec(ClientId, {Props, Opts1}),
-                    start_client(ClientId, Spec, Config);
+                    {ok, erlkaf_producer_server:child_spec(ClientId, {Props, Opts1})};
                 Error ->
                     Error
             end;
         Error ->
             Error
     end;
-create_producer(ClientId, _Config) ->
+producer_spec(ClientId, _Config) ->
     {error, {invalid_client_id, ClientId}}.
+
+map_start_error({error, {invalid_config, Name, Msg}}, Config) when is_binary(Name) ->
+    {error, {invalid_config, erlkaf_config:user_key(Config, Name), Msg}};
+map_start_error(Other, _Config) ->
+    Other.
 
 start_client(ClientId, Spec, Config) ->
     case erlkaf_registry:lookup(ClientId) of
         {ok, _, _, _, _} ->
             {error, already_exists};
         {error, undefined_client} ->
-            try erlkaf_clients_sup:start_client(ClientId, Spec) of
-                {error, {invalid_config, Name, Msg}} when is_binary(Name) ->
-                    {error, {invalid_config, erlkaf_config:user_key(Config, Name), Msg}};
-                Other ->
-                    Other
+            try map_start_error(erlkaf_clients_sup:start_client(ClientId, Spec), Config)
             catch
                 exit:{noproc, _} -> {error, erlkaf_not_started}
             end
@@ -198,7 +214,23 @@ create_consumer_group(GroupId, Topics, _ClientConfig, _TopicConfig, _CbModule, _
 %% `worker_stop_timeout_ms' (default 30000).
 -spec create_consumer_group(term(), binary(), [{topic(), list()}], [client_option()], [topic_option()]) ->
     ok | {error, term()}.
-create_consumer_group(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when is_binary(GroupId) ->
+create_consumer_group(ClientId, GroupId, Topics, ClientConfig, TopicConfig) ->
+    case group_spec(ClientId, GroupId, Topics, ClientConfig, TopicConfig) of
+        {ok, Spec} -> start_client(ClientId, Spec, ClientConfig ++ TopicConfig);
+        Error -> Error
+    end.
+
+%% @doc Starts a consumer group client linked to the caller, for your own supervision tree.
+%% Same arguments and errors as `create_consumer_group/5'.
+-spec start_consumer_group_link(term(), binary(), [{topic(), list()}], [client_option()], [topic_option()]) ->
+    {ok, pid()} | {error, term()}.
+start_consumer_group_link(ClientId, GroupId, Topics, ClientConfig, TopicConfig) ->
+    case group_spec(ClientId, GroupId, Topics, ClientConfig, TopicConfig) of
+        {ok, #{start := {M, F, A}}} -> map_start_error(apply(M, F, A), ClientConfig ++ TopicConfig);
+        Error -> Error
+    end.
+
+group_spec(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when is_binary(GroupId) ->
     case {consumer_topics(Topics, #{}), erlkaf_config:client(ClientConfig), erlkaf_config:topic(TopicConfig)} of
         {{error, _} = E, _, _} -> E;
         {_, {error, _} = E, _} -> E;
@@ -212,13 +244,12 @@ create_consumer_group(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when
                                revoke_timeout_ms => revoke_timeout(Opts, Props),
                                stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts),
                                callbacks => maps:with([error_callback, stats_callback], Opts)},
-                    start_client(ClientId, erlkaf_group_server:child_spec(ClientId, Config),
-                                 ClientConfig ++ TopicConfig);
+                    {ok, erlkaf_group_server:child_spec(ClientId, Config)};
                 Error ->
                     Error
             end
     end;
-create_consumer_group(_ClientId, GroupId, _Topics, _ClientConfig, _TopicConfig) ->
+group_spec(_ClientId, GroupId, _Topics, _ClientConfig, _TopicConfig) ->
     {error, {invalid_group_id, GroupId}}.
 
 consumer_topics([], Acc) when map_size(Acc) > 0 ->

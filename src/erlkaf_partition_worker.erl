@@ -20,7 +20,9 @@
     dispatch :: one_by_one | {batch, pos_integer()},
     %% Seeks seen: batches of an older epoch were fetched before a seek and are dropped.
     epoch = 0 :: non_neg_integer(),
-    max_retries :: non_neg_integer() | infinity
+    max_retries :: non_neg_integer() | infinity,
+    %% Elixir handlers (`use Erlkaf.Consumer') get `%Erlkaf.Message{}' structs.
+    structs = false :: boolean()
 }).
 
 %% @doc Starts (and links) the worker; returns once `init/4' succeeded.
@@ -43,7 +45,8 @@ init(Parent, Res, Topic, Partition, Offset, Settings) ->
             proc_lib:init_ack(Parent, {ok, self()}),
             loop(#w{res = Res, topic = Topic, partition = Partition, module = Mod, state = State,
                     dispatch = maps:get(dispatch_mode, Settings, one_by_one),
-                    max_retries = maps:get(max_retries, Settings, infinity)});
+                    max_retries = maps:get(max_retries, Settings, infinity),
+                    structs = erlang:function_exported(Mod, '__erlkaf_structs__', 0)});
         Other ->
             proc_lib:init_ack(Parent, {error, {init_failed, Other}})
     end.
@@ -115,7 +118,7 @@ handle(Input, Last, W) ->
     handle(Input, Last, W, 0).
 
 handle(Input, Last, #w{module = Mod, state = S} = W, Attempt) ->
-    Result = try Mod:handle_message(Input, S)
+    Result = try Mod:handle_message(convert(Input, W), S)
              catch Class:Error:Stack -> {error, {Class, Error, Stack}, S}
              end,
     case Result of
@@ -130,6 +133,10 @@ handle(Input, Last, #w{module = Mod, state = S} = W, Attempt) ->
         Other ->
             retry(Input, Last, W, Attempt, {bad_return, Other})
     end.
+
+convert(Input, #w{structs = false}) -> Input;
+convert(Msgs, #w{structs = true}) when is_list(Msgs) -> ['Elixir.Erlkaf.Message':from_record(M) || M <- Msgs];
+convert(Msg, #w{structs = true}) -> 'Elixir.Erlkaf.Message':from_record(Msg).
 
 first_offset([#erlkaf_msg{offset = O} | _]) -> O;
 first_offset(#erlkaf_msg{offset = O}) -> O.
@@ -151,7 +158,7 @@ retry(Input, _Last, #w{module = Mod, state = S} = W, _Attempt, Reason) ->
                  [W#w.topic, W#w.partition, W#w.max_retries, Reason], #{domain => [erlkaf]}),
     case erlang:function_exported(Mod, handle_failed_message, 2) of
         true ->
-            try Mod:handle_failed_message(Input, S) of
+            try Mod:handle_failed_message(convert(Input, W), S) of
                 {ok, S1} -> W#w{state = S1};
                 _ -> W
             catch _:_ -> W

@@ -21,6 +21,16 @@ start_client(ClientId, producer, Opts) ->
         ok -> create_topics(ClientId, proplists:get_value(topics, Opts, []));
         Error -> Error
     end;
+start_client(ClientId, consumer, Opts) ->
+    case proplists:get_value(group_id, Opts) of
+        undefined ->
+            {error, {missing, group_id}};
+        GroupId ->
+            erlkaf:create_consumer_group(ClientId, iolist_to_binary(GroupId),
+                                         proplists:get_value(topics, Opts, []),
+                                         proplists:get_value(client_options, Opts, []),
+                                         proplists:get_value(topic_options, Opts, []))
+    end;
 start_client(_ClientId, Type, _Opts) ->
     {error, {unsupported_client_type, Type}}.
 

@@ -1,0 +1,184 @@
+defmodule Erlkaf do
+  @moduledoc """
+  A Kafka client for Elixir: a Rust NIF over librdkafka. Thin wrappers over the Erlang API
+  (`:erlkaf`) with Elixir conventions: keyword options, `nil` for null keys and values,
+  `{:ok, _}` / `{:error, _}` results and `!` variants that raise.
+
+  Producing never waits on Kafka: `produce/5` hands the message to librdkafka and returns a
+  reference; the delivery report arrives later through the client's
+  `delivery_report_callback`. A value given as one binary is passed by reference.
+
+      iex> {:ok, mock} = Erlkaf.Mock.start()
+      iex> :ok = Erlkaf.create_producer(:moduledoc_producer, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
+      iex> {:ok, _partition, offset} = Erlkaf.produce_sync(:moduledoc_producer, "moduledoc", "key", "value")
+      iex> offset
+      0
+      iex> Erlkaf.stop_client(:moduledoc_producer)
+      :ok
+
+  ## Options
+
+  Client options are librdkafka properties as atoms (`bootstrap_servers`, `linger_ms`,
+  `enable_idempotence`, ...: the property name with underscores) or real names as strings
+  (`"linger.ms"`), plus erlkaf's own: `delivery_report_callback` (a module implementing
+  `:erlkaf_producer`, or a function of arity 3 or 2), `delivery_report_only_error`,
+  `error_callback`, `stats_callback`, `queue_buffering_overflow_strategy`
+  (`:block_calling_process` or `:drop_records`), `queue_buffering_overflow_timeout_ms`,
+  `stop_flush_timeout_ms`, and for consumers `max_inflight_batches`, `revoke_timeout_ms`,
+  `worker_stop_timeout_ms`.
+  """
+
+  @typedoc "A client id: an atom (or a binary)."
+  @type client :: atom() | binary()
+  @typedoc "A topic name."
+  @type topic :: binary()
+  @typedoc "A key or value; `nil` is null."
+  @type data :: iodata() | nil
+  @typedoc "Headers: `[{name, value}]` or a map."
+  @type headers :: [{iodata() | atom(), iodata() | nil}] | %{optional(iodata() | atom()) => iodata() | nil}
+  @typedoc "Produce options: `:headers`, `:partition` (-1: partitioner), `:timestamp` (ms)."
+  @type produce_opts :: [headers: headers(), partition: integer(), timestamp: non_neg_integer()]
+
+  @doc "Starts the erlkaf application."
+  @spec start() :: :ok | {:error, term()}
+  def start, do: :erlkaf.start()
+
+  @doc """
+  Starts a producer client with id `client`.
+
+      iex> Erlkaf.create_producer(:bad_producer, linger_ms: :banana)
+      {:error, {:invalid_config, :linger_ms, "Invalid value for configuration property \\"queue.buffering.max.ms\\""}}
+  """
+  @spec create_producer(client(), keyword()) :: :ok | {:error, term()}
+  def create_producer(client, config), do: :erlkaf.create_producer(client, config)
+
+  @doc "Creates the producer's handle for `topic` with its own librdkafka topic settings."
+  @spec create_topic(client(), topic(), keyword()) :: :ok | {:error, term()}
+  def create_topic(client, topic, config \\ []), do: :erlkaf.create_topic(client, topic, config)
+
+  @doc "Stops a client (a producer flushes, then purges what is left with error reports)."
+  @spec stop_client(client()) :: :ok | {:error, :undefined_client}
+  def stop_client(client), do: :erlkaf.stop_client(client)
+
+  @doc """
+  Produces one message; returns the reference its delivery report will carry.
+
+      iex> {:ok, mock} = Erlkaf.Mock.start()
+      iex> :ok = Erlkaf.create_producer(:produce_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
+      iex> {:ok, ref} = Erlkaf.produce(:produce_doc, "events", "key", "value", headers: [{"h", "1"}], partition: 0)
+      iex> is_reference(ref)
+      true
+      iex> Erlkaf.produce(:produce_doc, "events", 42, "value")
+      {:error, {:badarg, :key}}
+      iex> Erlkaf.stop_client(:produce_doc)
+      :ok
+  """
+  @spec produce(client(), topic(), data(), data(), produce_opts()) :: {:ok, reference()} | {:error, term()}
+  def produce(client, topic, key, value, opts \\ []) do
+    :erlkaf.produce(client, topic, Keyword.get(opts, :partition, -1), undef(key), undef(value),
+      Keyword.get(opts, :headers, :undefined), Keyword.get(opts, :timestamp, 0))
+  end
+
+  @doc "Like `produce/5`, returning the reference or raising `Erlkaf.Error`."
+  @spec produce!(client(), topic(), data(), data(), produce_opts()) :: reference()
+  def produce!(client, topic, key, value, opts \\ []),
+    do: unwrap!(produce(client, topic, key, value, opts), :produce)
+
+  @doc """
+  Produces a batch to one topic. Messages are values, `{key, value}` tuples or maps with
+  `:key`, `:value`, `:headers`, `:partition`, `:timestamp`.
+
+  Returns `{:ok, refs}`, or `{:error, {reason, accepted_refs, not_accepted}}`: the first
+  `length(accepted_refs)` messages were accepted (each gets a report), `not_accepted` is the
+  rest of your list starting with the refused message.
+
+      iex> {:ok, mock} = Erlkaf.Mock.start()
+      iex> :ok = Erlkaf.create_producer(:batch_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
+      iex> {:ok, refs} = Erlkaf.produce_batch(:batch_doc, "events", ["a", {"k", "b"}, %{value: "c", partition: 1}])
+      iex> length(refs)
+      3
+      iex> {:error, {{:badarg, :value}, [_one], [{"k", 1}]}} = Erlkaf.produce_batch(:batch_doc, "events", ["a", {"k", 1}])
+      iex> Erlkaf.stop_client(:batch_doc)
+      :ok
+  """
+  @spec produce_batch(client(), topic(), [term()]) ::
+          {:ok, [reference()]} | {:error, {term(), [reference()], [term()]}} | {:error, term()}
+  def produce_batch(client, topic, messages), do: :erlkaf.produce_batch(client, topic, Enum.map(messages, &batch_msg/1))
+
+  @doc """
+  Produces one message and waits for its delivery report: `{:ok, partition, offset}`.
+  Options: those of `produce/5` and `:timeout` (ms, default 30000).
+  """
+  @spec produce_sync(client(), topic(), data(), data(), keyword()) ::
+          {:ok, non_neg_integer(), integer()} | {:error, term()}
+  def produce_sync(client, topic, key, value, opts \\ []),
+    do: :erlkaf.produce_sync(client, topic, undef(key), undef(value), Map.new(opts))
+
+  @doc "Waits until every message produced so far was reported (default 30000 ms)."
+  @spec flush(client(), non_neg_integer()) :: :ok | {:error, term()}
+  def flush(client, timeout \\ 30_000), do: :erlkaf.flush(client, timeout)
+
+  @doc """
+  Starts a consumer group client; see `Erlkaf.ConsumerGroup` for the options.
+
+      iex> {:ok, mock} = Erlkaf.Mock.start()
+      iex> Erlkaf.start_consumer_group(:doc_group, group_id: "docs", topics: ["events"],
+      ...>   handler: Erlkaf.Test.NoopHandler, config: [bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock)])
+      :ok
+      iex> Erlkaf.stop_client(:doc_group)
+      :ok
+  """
+  @spec start_consumer_group(client(), keyword()) :: :ok | {:error, term()}
+  def start_consumer_group(client, opts) do
+    {name, group_id, topics, config, topic_config} = Erlkaf.Options.consumer_group([{:name, client} | opts])
+    :erlkaf.create_consumer_group(name, group_id, topics, config, topic_config)
+  end
+
+  @doc "The partitions assigned to this member: `{:ok, [{topic, partition}]}`."
+  @spec assignment(client()) :: {:ok, [{topic(), non_neg_integer()}]} | {:error, term()}
+  def assignment(client), do: :erlkaf.assignment(client)
+
+  @doc "Commits the offsets handlers finished and waits for the broker."
+  @spec commit_offsets(client(), non_neg_integer()) :: :ok | {:error, term()}
+  def commit_offsets(client, timeout \\ 30_000), do: :erlkaf.commit_offsets(client, timeout)
+
+  @doc "Stops fetching a partition."
+  @spec pause(client(), topic(), non_neg_integer()) :: :ok | {:error, term()}
+  def pause(client, topic, partition), do: :erlkaf.pause(client, topic, partition)
+
+  @doc "Fetches a paused partition again."
+  @spec resume(client(), topic(), non_neg_integer()) :: :ok | {:error, term()}
+  def resume(client, topic, partition), do: :erlkaf.resume(client, topic, partition)
+
+  @doc "Moves a partition's position: an offset, `:beginning` or `:end`."
+  @spec seek(client(), topic(), non_neg_integer(), integer() | :beginning | :end) :: :ok | {:error, term()}
+  def seek(client, topic, partition, offset), do: :erlkaf.seek(client, topic, partition, offset)
+
+  @doc "Committed offsets (asked of the broker) of the assigned partitions or of a list."
+  @spec committed(client(), :assigned | [{topic(), non_neg_integer()}]) ::
+          {:ok, [{topic(), non_neg_integer(), integer()}]} | {:error, term()}
+  def committed(client, parts \\ :assigned), do: :erlkaf.committed(client, parts)
+
+  @doc "Fetch positions of the assigned partitions or of a list."
+  @spec position(client(), :assigned | [{topic(), non_neg_integer()}]) ::
+          {:ok, [{topic(), non_neg_integer(), integer()}]} | {:error, term()}
+  def position(client, parts \\ :assigned), do: :erlkaf.position(client, parts)
+
+  defp undef(nil), do: :undefined
+  defp undef(v), do: v
+
+  defp batch_msg({k, v}), do: {undef(k), undef(v)}
+  defp batch_msg(%{} = m), do: Map.new(m, fn {k, v} -> {k, if(k in [:key, :value], do: undef(v), else: v)} end)
+  defp batch_msg(v), do: v
+
+  defp unwrap!({:ok, v}, _op), do: v
+  defp unwrap!({:error, reason}, op), do: raise(Erlkaf.Error, op: op, reason: reason)
+end
+
+defmodule Erlkaf.Error do
+  @moduledoc "Raised by the `!` functions of `Erlkaf`; `reason` is the `{:error, reason}` term."
+  defexception [:op, :reason]
+
+  @impl true
+  def message(%{op: op, reason: reason}), do: "erlkaf #{op} failed: #{inspect(reason)}"
+end
