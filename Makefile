@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex demo broker clean dialyzer
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -21,6 +21,7 @@ test: deps
 	rebar3 eunit
 	rebar3 ct
 	mix test
+	$(MAKE) test-fixtures
 
 test-rust:
 	cargo test --locked -p erlkaf_core
@@ -33,6 +34,17 @@ test-ct:
 
 test-ex:
 	mix test
+
+# The fixture apps use erlkaf as a dependency from a clean state (no priv/ NIF, no
+# _build), run their own tests, and build releases that must carry the NIF.
+test-fixtures:
+	rm -f priv/liberlkaf_nif.so
+	cd test/fixtures/erlang_app && rm -rf _build && rebar3 eunit && rebar3 release
+	test -f test/fixtures/erlang_app/_build/default/rel/erlang_app/lib/erlkaf-0.1.0/priv/liberlkaf_nif.so
+	rm -f priv/liberlkaf_nif.so
+	cd test/fixtures/elixir_app && rm -rf _build deps && mix test && MIX_ENV=prod mix release --overwrite --quiet
+	test -f test/fixtures/elixir_app/_build/prod/rel/elixir_app/lib/erlkaf-0.1.0/priv/liberlkaf_nif.so
+	@echo "fixtures: erlang_app and elixir_app built erlkaf as a dependency and released it with its NIF"
 
 demo: build
 	erl -noshell $(ERL_PATHS) -eval 'erlkaf_demo:main(), halt().'
