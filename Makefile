@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -39,7 +39,10 @@ test-ex:
 # _build), run their own tests, and build releases that must carry the NIF.
 test-fixtures:
 	rm -f priv/liberlkaf_nif.so
-	cd test/fixtures/erlang_app && rm -rf _build && rebar3 eunit && rebar3 release
+	# _checkouts/erlkaf -> the repository, only while the fixture runs (a committed link
+	# would make every recursive scan of the repository loop).
+	cd test/fixtures/erlang_app && rm -rf _build _checkouts && mkdir _checkouts && ln -s ../../../.. _checkouts/erlkaf \
+	  && rebar3 eunit && rebar3 release; status=$$?; rm -rf _checkouts; exit $$status
 	test -f test/fixtures/erlang_app/_build/default/rel/erlang_app/lib/erlkaf-0.1.0/priv/liberlkaf_nif.so
 	rm -f priv/liberlkaf_nif.so
 	cd test/fixtures/elixir_app && rm -rf _build deps && mix test && MIX_ENV=prod mix release --overwrite --quiet
@@ -54,6 +57,10 @@ broker: build
 
 dialyzer:
 	rebar3 dialyzer
+
+# docs/CONFIGURATION.md is generated from the option table (a test checks it is current).
+docs: build
+	erl -noshell $(ERL_PATHS) -eval 'ok = erlkaf_config_doc:write("docs/CONFIGURATION.md"), halt().'
 
 clean:
 	rebar3 clean

@@ -15,6 +15,7 @@
     client/1,
     topic/1,
     erlkaf_defaults/0,
+    erlkaf_options/0,
     erlkaf_keys/0,
     user_key/2,
     to_binary/1
@@ -24,22 +25,48 @@
 -type erlkaf_opts() :: #{atom() => term()}.
 -export_type([props/0, erlkaf_opts/0]).
 
-%% Options handled by erlkaf itself, never passed to librdkafka, with their defaults.
+%% @doc Options handled by erlkaf itself, never passed to librdkafka:
+%% `{Key, Default, Type, For, Meaning}'. docs/CONFIGURATION.md lists them (a test checks).
+-spec erlkaf_options() -> [{atom(), term(), binary(), producer | consumer | all, binary()}].
+erlkaf_options() ->
+    [
+        {delivery_report_callback, undefined, <<"module | fun/3 | fun/2">>, producer,
+         <<"Receives every delivery report: a module implementing `erlkaf_producer` "
+           "(`delivery_report/3` with the MsgRef, or `delivery_report/2`) or a fun. Without it, "
+           "failed deliveries are logged.">>},
+        {delivery_report_only_error, false, <<"boolean">>, producer,
+         <<"Only failed deliveries reach the callback (filtered by erlkaf: librdkafka still "
+           "reports every message, so that payloads are released).">>},
+        {error_callback, undefined, <<"module | fun/2">>, all,
+         <<"Called with `(ClientId, {error | fatal, Code, Reason})` for librdkafka error "
+           "events and `(ClientId, {consume_error, Topic, Partition, Code, Reason})` for "
+           "consumer errors; a module gets `error_callback/2`. Errors are also logged.">>},
+        {stats_callback, undefined, <<"module | fun/2">>, all,
+         <<"Called with `(ClientId, StatsJson)` every `statistics_interval_ms`.">>},
+        {queue_buffering_overflow_strategy, block_calling_process,
+         <<"block_calling_process | drop_records">>, producer,
+         <<"When librdkafka's queue is full: wait for room (backing off, never inside the NIF) "
+           "or return `{error, queue_full}` at once (counted in `producer_info/1`).">>},
+        {queue_buffering_overflow_timeout_ms, 30000, <<"integer | infinity">>, producer,
+         <<"How long `block_calling_process` waits without progress before `{error, queue_full}`.">>},
+        {stop_flush_timeout_ms, 30000, <<"integer">>, producer,
+         <<"`stop_client/1` flushes for up to this long, then purges: purged messages get "
+           "`{error, purge_queue}` reports.">>},
+        {max_inflight_batches, 4, <<"integer">>, consumer,
+         <<"Unacknowledged batches per partition before the partition is paused (resumed at "
+           "half). With `queued_max_messages_kbytes` it bounds consumer memory.">>},
+        {revoke_timeout_ms, default, <<"integer">>, consumer,
+         <<"Longest wait, on revoke, for the partition workers to stop and store their offsets "
+           "(default: half of `max_poll_interval_ms`).">>},
+        {worker_stop_timeout_ms, 30000, <<"integer">>, consumer,
+         <<"How long a partition worker may take to finish its handler call when asked to "
+           "stop (revoke, stop_client) before it is killed.">>}
+    ].
+
+%% Defaults of the erlkaf-only options.
 -spec erlkaf_defaults() -> erlkaf_opts().
 erlkaf_defaults() ->
-    #{
-        delivery_report_callback => undefined,
-        delivery_report_only_error => false,
-        stats_callback => undefined,
-        error_callback => undefined,
-        queue_buffering_overflow_strategy => block_calling_process,
-        queue_buffering_overflow_timeout_ms => 30000,
-        stop_flush_timeout_ms => 30000,
-        %% Consumers.
-        max_inflight_batches => 4,
-        revoke_timeout_ms => default,
-        worker_stop_timeout_ms => 30000
-    }.
+    maps:from_list([{K, D} || {K, D, _, _, _} <- erlkaf_options()]).
 
 %% @doc The erlkaf-only option names.
 -spec erlkaf_keys() -> [atom()].

@@ -62,3 +62,20 @@ known(Scope, Name) ->
         ok -> true;
         {error, {invalid_config, Name, Msg}} -> binary:match(Msg, <<"No such configuration property">>) =:= nomatch
     end.
+
+%% docs/CONFIGURATION.md is what the option table renders (run `make docs` after a change).
+configuration_doc_is_current_test() ->
+    File = doc_file(filename:dirname(code:which(erlkaf))),
+    {ok, OnDisk} = file:read_file(File),
+    ?assert(OnDisk =:= erlkaf_config_doc:markdown()),
+    %% And every option is in it.
+    [?assertNotEqual(nomatch, binary:match(OnDisk, <<"`", (atom_to_binary(K))/binary, "`">>))
+     || K <- erlkaf_config:erlkaf_keys() ++ [A || {A, _, _, _, _, _, _} <- erlkaf_properties:all()]].
+
+doc_file("/") -> error(no_docs_dir);
+doc_file(Dir) ->
+    F = filename:join([Dir, "docs", "CONFIGURATION.md"]),
+    case filelib:is_regular(F) of
+        true -> F;
+        false -> doc_file(filename:dirname(Dir))
+    end.
