@@ -84,6 +84,7 @@ int(Key, S, Rest, Opts) ->
         _ -> {error, io_lib:format("--~s needs a positive integer, got ~ts~n", [Key, S])}
     end.
 
+-spec run(map()) -> no_return().
 run(#{brokers := B, partitions := P, topics := Topics, stdin := Stdin}) ->
     Replication = min(B, 3),
     case erlkaf_mock:start(#{brokers => B, topics => [{list_to_binary(T), P, Replication} || T <- Topics]}) of

@@ -193,5 +193,6 @@ erlkaf_value(stop_flush_timeout_ms = K, V) ->
 valid(_, V, true) -> V;
 valid(K, V, false) -> bad({K, V}).
 
+-spec bad(term()) -> no_return().
 bad(What) ->
     throw({erlkaf_config, {options, What}}).

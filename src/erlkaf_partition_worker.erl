@@ -11,6 +11,9 @@
 -export([start_link/5, stop/2]).
 -export([init/6]).
 
+%% Erlkaf.Message is Elixir (lib/), compiled only by mix.
+-dialyzer({nowarn_function, convert/2}).
+
 -record(w, {
     res :: reference(),
     topic :: binary(),

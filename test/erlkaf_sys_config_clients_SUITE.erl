@@ -36,6 +36,26 @@ t_producers_from_sys_config_start_with_the_app(Config) ->
     %% The topic handles exist already: they were created at start.
     {error, already_exists} = erlkaf:create_topic(sys_p1, <<"sys1">>).
 
+t_consumers_from_sys_config_start_with_the_app(Config) ->
+    Mock = ?config(mock, Config),
+    B = erlkaf_mock:bootstrap_servers(Mock),
+    ok = erlkaf_mock:create_topic(Mock, <<"sysc">>, 2, 1),
+    application:load(erlkaf),
+    application:set_env(erlkaf, clients, [
+        {sys_p2, [{type, producer}, {client_options, [{bootstrap_servers, B}]}]},
+        {sys_c1, [{type, consumer},
+                  {group_id, <<"sys-group">>},
+                  {topics, [{<<"sysc">>, [{callback_module, erlkaf_test_handler},
+                                          {callback_args, #{pid => self(), tag => sys}}]}]},
+                  {topic_options, [{auto_offset_reset, earliest}]},
+                  {client_options, [{bootstrap_servers, B}, {fetch_wait_max_ms, 10}]}]}
+    ]),
+    ok = erlkaf:start(),
+    {ok, P, O} = erlkaf:produce_sync(sys_p2, <<"sysc">>, <<"k">>, <<"from-sys-config">>),
+    receive {handled, sys, <<"sysc">>, P, O, <<"from-sys-config">>} -> ok
+    after 20000 -> ct:fail(not_consumed)
+    end.
+
 t_misconfigured_client_stops_the_start_with_a_reason(_Config) ->
     application:load(erlkaf),
     application:set_env(erlkaf, clients, [{bad, [{type, producer}, {client_options, [{linger_ms, banana}]}]}]),
