@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -57,6 +57,23 @@ broker: build
 
 dialyzer:
 	rebar3 dialyzer
+
+# Benchmarks: erlkaf against raw librdkafka (erlkaf-baseline), same broker, same run.
+# The VM runs with scheduler busy-waiting off: on 2 cores the spinning schedulers would
+# take the CPU librdkafka's threads need (see the README, "Performance").
+BENCH_VM := erl +sbwt none +sbwtdcpu none +sbwtdio none -noshell $(ERL_PATHS)
+BROKERS ?=
+comma := ,
+BENCH_ARGS = $(if $(BROKERS),"--bootstrap"$(comma) "$(BROKERS)")
+
+bench: build
+	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
+	$(BENCH_VM) -eval 'erlkaf_bench:main([$(BENCH_ARGS)]), halt().'
+
+# A short run of the ratio targets: fails when one is below its target.
+bench-gate: build
+	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
+	$(BENCH_VM) -eval 'erlkaf_bench:main(["--quick", "--gate" $(if $(BROKERS),$(comma) $(BENCH_ARGS))]), halt().'
 
 # docs/CONFIGURATION.md is generated from the option table (a test checks it is current).
 docs: build

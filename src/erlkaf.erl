@@ -403,12 +403,22 @@ produce(ClientId, Topic, Partition, Key, Value, Headers) ->
     {ok, msg_ref()} | {error, produce_error()}.
 produce(ClientId, Topic, Partition, Key, Value, Headers, Timestamp) ->
     Msg = {Partition, Key, Value, Headers, Timestamp},
-    with_producer_topic(ClientId, Topic, fun(Res, T, Opts) ->
-        case enqueue(Res, T, [Msg], owner, Opts) of
-            {ok, [Ref]} -> {ok, Ref};
-            {error, {Reason, [], _}} -> {error, Reason}
-        end
-    end).
+    case erlkaf_registry:lookup(ClientId) of
+        %% The common case in one NIF call, without closures.
+        {ok, producer, Res, _Pid, Opts} when is_binary(Topic), Topic =/= <<>> ->
+            case erlkaf_nif:producer_produce(Res, Topic, [Msg], owner, true) of
+                {ok, [Ref]} -> {ok, Ref};
+                _ -> produce_one(Res, Topic, Msg, Opts)
+            end;
+        _ ->
+            with_producer_topic(ClientId, Topic, fun(Res, T, Opts) -> produce_one(Res, T, Msg, Opts) end)
+    end.
+
+produce_one(Res, Topic, Msg, Opts) ->
+    case enqueue(Res, Topic, [Msg], owner, Opts) of
+        {ok, [Ref]} -> {ok, Ref};
+        {error, {Reason, [], _}} -> {error, Reason}
+    end.
 
 %% @doc Produces a batch to one topic in as few NIF calls as possible.
 %%
@@ -517,21 +527,24 @@ topic_bin(_) -> error.
 %% Calls the produce NIF until the list is consumed (each call stays well under 1 ms),
 %% applying the overflow strategy when librdkafka's queue is full.
 enqueue(Res, Topic, Messages, Reply, Opts) ->
-    Deadline = overflow_deadline(Opts),
-    enqueue(Res, Topic, Messages, Reply, Opts, [], Deadline, 1).
+    enqueue(Res, Topic, Messages, Reply, Opts, [], undefined, 1).
 
 enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
     case erlkaf_nif:producer_produce(Res, Topic, Messages, Reply, true) of
         {ok, Refs} ->
             {ok, lists:append(lists:reverse([Refs | Acc]))};
         {more, Refs, Rest} ->
-            enqueue(Res, Topic, Rest, Reply, Opts, [Refs | Acc], overflow_deadline(Opts), 1);
+            enqueue(Res, Topic, Rest, Reply, Opts, [Refs | Acc], undefined, 1);
         {error, queue_full, Refs, Rest} ->
             Acc1 = [Refs | Acc],
             Progress = Refs =/= [],
             case maps:get(queue_buffering_overflow_strategy, Opts) of
                 block_calling_process ->
-                    Deadline1 = case Progress of true -> overflow_deadline(Opts); false -> Deadline end,
+                    %% The timeout counts from the last progress.
+                    Deadline1 = case Progress orelse Deadline =:= undefined of
+                        true -> overflow_deadline(Opts);
+                        false -> Deadline
+                    end,
                     case wait_for_room(Deadline1, Backoff) of
                         ok ->
                             Backoff1 = case Progress of true -> 1; false -> min(Backoff * 2, 32) end,

@@ -67,7 +67,7 @@ usage() ->
     "usage: erlkaf-broker [--brokers N] [--partitions P] [--topic NAME]... [--stdin]\n"
     "  --brokers N      brokers in the cluster (default 1)\n"
     "  --partitions P   partitions of each --topic, and of auto-created topics' (default 4)\n"
-    "  --topic NAME     create NAME with P partitions (repeatable)\n"
+    "  --topic NAME[:N] create NAME with N (default P) partitions (repeatable)\n"
     "  --stdin          exit when standard input closes\n".
 
 parse([], Opts) -> {ok, Opts};
@@ -87,7 +87,7 @@ int(Key, S, Rest, Opts) ->
 -spec run(map()) -> no_return().
 run(#{brokers := B, partitions := P, topics := Topics, stdin := Stdin}) ->
     Replication = min(B, 3),
-    case erlkaf_mock:start(#{brokers => B, topics => [{list_to_binary(T), P, Replication} || T <- Topics]}) of
+    case erlkaf_mock:start(#{brokers => B, topics => [topic(T, P, Replication) || T <- Topics]}) of
         {ok, Mock} ->
             io:format("bootstrap_servers=~ts~n", [erlkaf_mock:bootstrap_servers(Mock)]),
             case Stdin of
@@ -97,6 +97,12 @@ run(#{brokers := B, partitions := P, topics := Topics, stdin := Stdin}) ->
         {error, Reason} ->
             io:format(standard_error, "erlkaf-broker: cannot start: ~p~n", [Reason]),
             erlang:halt(1)
+    end.
+
+topic(Spec, P, Replication) ->
+    case string:split(Spec, ":", trailing) of
+        [Name, N] -> {list_to_binary(Name), list_to_integer(N), Replication};
+        [Name] -> {list_to_binary(Name), P, Replication}
     end.
 
 wait_stdin() ->

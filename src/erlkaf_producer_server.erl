@@ -43,14 +43,19 @@ sync(Pid) ->
 init({ClientId, {Props, Opts}}) ->
     process_flag(trap_exit, true),
     Callback = callback(maps:get(delivery_report_callback, Opts)),
-    Mode = case Callback =/= undefined andalso not maps:get(delivery_report_only_error, Opts) of
-        true -> all;
-        false -> errors
+    %% all: every report to the callback; errors: failures only (with their MsgRef);
+    %% none: no callback, failures are logged (no MsgRef kept per message).
+    Mode = case {Callback, maps:get(delivery_report_only_error, Opts)} of
+        {undefined, _} -> none;
+        {_, true} -> errors;
+        {_, false} -> all
     end,
     Name = atom_to_binary(ClientId, utf8),
     case erlkaf_nif:producer_new(Name, [{<<"client.id">>, Name} || not has_client_id(Props)] ++ Props, self(), Mode) of
         {ok, Res} ->
-            case erlkaf_registry:register(ClientId, producer, Res, Opts) of
+            %% The produce path reads only these (a small term to copy out of ETS per call).
+            Hot = maps:with([queue_buffering_overflow_strategy, queue_buffering_overflow_timeout_ms, dropped], Opts),
+            case erlkaf_registry:register(ClientId, producer, Res, Hot) of
                 ok ->
                     {ok, #state{client_id = ClientId, res = Res, callback = Callback, opts = Opts}};
                 {error, Reason} ->

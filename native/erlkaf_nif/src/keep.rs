@@ -58,12 +58,6 @@ impl Keep {
         unsafe { sys::enif_make_copy(self.env, term) }
     }
 
-    /// A new reference made in the batch env.
-    pub fn make_ref(&self) -> ErlNifTerm {
-        // SAFETY: env is live.
-        unsafe { sys::enif_make_ref(self.env) }
-    }
-
     /// The bytes of a binary or iolist term that lives in this env. The slice stays valid
     /// until the env is freed. `None` when the term is not iodata.
     pub fn bytes(&self, term_in_env: ErlNifTerm, is_binary: bool) -> Option<&'static [u8]> {

@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 const MAX_PER_CALL: usize = 4096;
 const TIME_SLICE: Duration = Duration::from_micros(600);
 
-/// `(ClientName, [{Name, Value}], Owner, all | errors) -> {ok, Res} | {error, Reason}`.
+/// `(ClientName, [{Name, Value}], Owner, all | errors | none) -> {ok, Res} | {error, Reason}`:
+/// every report, failures only, or failures only without their MsgRef (no callback).
 /// Dirty IO: `rd_kafka_new` starts threads and resolves nothing, but can take milliseconds.
 #[rustler::nif(schedule = "DirtyIo")]
 fn producer_new<'a>(env: Env<'a>, name: String, props: Vec<(String, String)>, owner: LocalPid, mode: Atom) -> Term<'a> {
+    let keep_refs = mode != atoms::none();
     let mode = if mode == atoms::all() { ReportMode::All } else { ReportMode::Errors };
     let sink = Box::new(NifSink::new(owner, mode));
     match Producer::new(&name, &Properties(props), sink) {
-        Ok(p) => (atoms::ok(), ResourceArc::new(ProducerRes { producer: p })).encode(env),
+        Ok(p) => (atoms::ok(), ResourceArc::new(ProducerRes { producer: p, keep_refs })).encode(env),
         Err(e) => error_tuple(env, &e),
     }
 }
@@ -82,18 +84,16 @@ fn producer_produce<'a>(
     if bad.is_none() && decoded.len() < MAX_PER_CALL && !rest.is_list() {
         return Err(rustler::Error::BadArg); // improper list
     }
+    // Refs are made in the caller's env; the batch env gets a copy only when reports
+    // will need it (a sync reply always does).
+    let refs: Vec<Term<'a>> =
+        if want_refs { decoded.iter().map(|_| env.make_ref().into()).collect() } else { Vec::new() };
+    let save_refs = want_refs && (res.keep_refs || matches!(keep.reply, Reply::Sync(_)));
     keep.saved = decoded
         .iter()
-        .map(|d| Saved { msg_ref: want_refs.then(|| keep.make_ref()), value: d.value_term })
+        .enumerate()
+        .map(|(i, d)| Saved { msg_ref: save_refs.then(|| keep.copy_in(refs[i].as_c_arg())), value: d.value_term })
         .collect();
-    // Copied out to the caller before produce: once produced, the batch env may be freed
-    // by the pump at any time.
-    let refs: Vec<Term<'a>> = if want_refs {
-        // SAFETY: msg_ref lives in the batch env, alive here; enif_make_copy reads it.
-        keep.saved.iter().filter_map(|s| s.msg_ref).map(|r| unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), r)) }).collect()
-    } else {
-        Vec::new()
-    };
     let headers: Vec<Vec<(&[u8], Option<&[u8]>)>> = decoded
         .iter()
         .map(|d| d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect())

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 /// A producer client.
 pub struct ProducerRes {
     pub producer: Producer<Keep>,
+    /// Reports need each message's MsgRef (a delivery-report callback exists).
+    pub keep_refs: bool,
 }
 
 #[rustler::resource_impl]

@@ -1,0 +1,438 @@
+%%% @doc `make bench' / `make bench-gate': erlkaf against raw librdkafka, same broker, same
+%%% run. The broker is `bin/erlkaf-broker' (the embedded mock cluster in its own OS
+%%% process) unless `--bootstrap HOST:PORT' points elsewhere. The baseline is
+%%% `erlkaf-baseline' (native/erlkaf_core/src/bin), raw rdkafka-sys with the same settings.
+%%%
+%%% Every figure that gates is a ratio measured in this run: machines here are shared and
+%%% noisy, absolute numbers are reported but never compared with a constant.
+%%% Writes bench/results/latest.json, latest.md and SVG charts.
+-module(erlkaf_bench).
+
+-include_lib("erlkaf/include/erlkaf.hrl").
+
+-export([main/1, delivery_report/3, init/4, handle_message/2]).
+
+-define(TOPIC, <<"bench">>).
+-define(PARTITIONS, 8).
+
+main(Args) ->
+    Quick = lists:member("--quick", Args),
+    Gate = lists:member("--gate", Args),
+    ok = erlkaf:start(),
+    {Holder, Bootstrap} = broker(Args),
+    Baseline = baseline_exe(),
+    progress("broker ~ts, baseline ~ts, ~s run", [Bootstrap, Baseline, case Quick of true -> "quick"; false -> "full" end]),
+    Ctx = #{bootstrap => Bootstrap, baseline => Baseline, quick => Quick},
+    N = case Quick of true -> 500000; false -> 2000000 end,
+    Results0 = [
+        produce_batch(Ctx, N, 100),
+        produce_callback(Ctx, N div 2, 100),
+        produce_scaling(Ctx, N div 4, [1, 4, 16] ++ [64 || not Quick]),
+        latency(Ctx, case Quick of true -> 10000; false -> 30000 end),
+        consume(Ctx, case Quick of true -> 200000; false -> 1000000 end)
+    ] ++ case Quick of
+        true -> [];
+        false -> [produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}])]
+    end,
+    Results = maps:from_list(lists:append(Results0)),
+    Checks = checks(Results),
+    write(Results, Checks),
+    [progress("~-50s ~8.3f  target ~s ~s", [Name, Value, Target, case Ok of true -> "ok"; false -> "FAIL" end])
+     || {Name, Value, Target, Ok} <- Checks],
+    Holder ! stop,
+    Failed = [C || {_, _, _, false} = C <- Checks],
+    case Gate andalso Failed =/= [] of
+        true -> progress("bench gate: ~p ratio(s) below target", [length(Failed)]), erlang:halt(1);
+        false -> ok
+    end.
+
+%% ---------------------------------------------------------------------------------------
+%% Scenarios
+
+%% produce_batch from one process; reports are not passed to an Erlang callback one by one
+%% (delivery_report_only_error): the NIF path and the pump, against raw produce.
+produce_batch(Ctx, N, Size) ->
+    Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
+    C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
+    Msgs = lists:duplicate(1000, binary:copy(<<"x">>, Size)),
+    {Secs, Health} = measure(fun() ->
+        [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
+        ok = erlkaf:flush(C, 300000)
+    end),
+    ok = erlkaf:stop_client(C),
+    Rate = N / Secs,
+    progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s", [Size, round(Rate), round(rate(Raw))]),
+    [{produce_batch_100b, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw),
+                            health => Health}}].
+
+%% produce/4 with a delivery_report/3 callback module called for every message.
+produce_callback(Ctx, N, Size) ->
+    Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
+    counter_reset(),
+    C = producer(Ctx, bench_cb, [{delivery_report_callback, ?MODULE}]),
+    V = binary:copy(<<"x">>, Size),
+    {Secs, Health} = measure(fun() ->
+        produce_loop(C, V, N),
+        wait_count(N)
+    end),
+    ok = erlkaf:stop_client(C),
+    Rate = N / Secs,
+    progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(rate(Raw))]),
+    [{produce_callback_100b, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw),
+                               health => Health}}].
+
+%% produce/4 (reports counted in a callback) from P processes, each N/P messages.
+produce_scaling(Ctx, N, Procs) ->
+    V = binary:copy(<<"x">>, 100),
+    Rates = [begin
+        counter_reset(),
+        C = producer(Ctx, bench_scale, [{delivery_report_callback, ?MODULE}]),
+        Per = N div P,
+        {Secs, Health} = measure(fun() ->
+            Parent = self(),
+            Pids = [spawn_link(fun() -> produce_loop(C, V, Per), Parent ! {done, self()} end) || _ <- lists:seq(1, P)],
+            [receive {done, Pid} -> ok end || Pid <- Pids],
+            wait_count(Per * P)
+        end),
+        ok = erlkaf:stop_client(C),
+        progress("produce/4 from ~p processes: ~w msg/s", [P, round(Per * P / Secs)]),
+        {P, #{msg_s => Per * P / Secs, health => Health}}
+    end || P <- Procs],
+    One = maps:get(msg_s, proplists:get_value(1, Rates)),
+    Sixteen = maps:get(msg_s, proplists:get_value(16, Rates)),
+    [{produce_scaling, #{by_processes => maps:from_list(Rates), ratio_16_to_1 => Sixteen / One}}].
+
+%% Delivery-report latency at a fixed rate, linger 0: produce_sync waits for each report
+%% from several processes (the offered rate is what the baseline produces at).
+%% Like the baseline: one process produces at the rate, each delivery report's latency is
+%% taken in the delivery_report/3 callback (so it includes the hop to the callback).
+latency(Ctx, N) ->
+    Rate = 10000,
+    Raw = raw(Ctx, ["latency", "--messages", N, "--rate", Rate]),
+    Sent = ets:new(sent, [public, set, {write_concurrency, true}]),
+    Lat = ets:new(lat, [public, duplicate_bag, {write_concurrency, true}]),
+    persistent_term:put({?MODULE, latency}, {Sent, Lat}),
+    counter_reset(),
+    C = producer(Ctx, bench_lat, [{linger_ms, 0}, {delivery_report_callback, fun latency_report/3}]),
+    Interval = 1000000 div Rate,
+    {_, Health} = measure(fun() ->
+        Base = erlang:monotonic_time(microsecond),
+        [begin
+             wait_until_us(Base + I * Interval),
+             {ok, Ref} = erlkaf:produce(C, ?TOPIC, undefined, <<"latency">>),
+             ets:insert(Sent, {Ref, erlang:monotonic_time(microsecond)})
+         end || I <- lists:seq(0, N - 1)],
+        wait_count(N)
+    end),
+    ok = erlkaf:stop_client(C),
+    L = lists:sort([D || {_, D} <- ets:tab2list(Lat)]),
+    P50 = pct(L, 0.5), P99 = pct(L, 0.99), Max = lists:last(L),
+    progress("latency @~p msg/s: erlkaf p50 ~p us p99 ~p us; raw p50 ~p us p99 ~p us",
+             [Rate, P50, P99, maps:get(<<"p50_us">>, Raw), maps:get(<<"p99_us">>, Raw)]),
+    [{latency, #{rate => Rate, erlkaf_p50_us => P50, erlkaf_p99_us => P99, erlkaf_max_us => Max,
+                 raw_p50_us => maps:get(<<"p50_us">>, Raw), raw_p99_us => maps:get(<<"p99_us">>, Raw),
+                 raw_max_us => maps:get(<<"max_us">>, Raw), health => Health}}].
+
+%% Consumer throughput: N messages read by a group from the beginning, erlkaf (batch
+%% dispatch, a counting handler) against a raw librdkafka consumer, same topic.
+consume(Ctx, N) ->
+    Topic = <<"bench-consume">>,
+    C = producer(Ctx, bench_fill, [{delivery_report_only_error, true}]),
+    Msgs = lists:duplicate(1000, binary:copy(<<"y">>, 100)),
+    [{ok, _} = erlkaf:produce_batch(C, Topic, Msgs) || _ <- lists:seq(1, N div 1000)],
+    ok = erlkaf:flush(C, 300000),
+    ok = erlkaf:stop_client(C),
+    Raw = raw(Ctx, ["consume", "--topic", binary_to_list(Topic), "--messages", N]),
+    counter_reset(),
+    Group = iolist_to_binary(["bench-", integer_to_list(erlang:unique_integer([positive]))]),
+    {Secs, Health} = measure(fun() ->
+        ok = erlkaf:create_consumer_group(bench_group, Group,
+                                          [{Topic, [{callback_module, ?MODULE}, {dispatch_mode, {batch, 1000}}]}],
+                                          [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
+                                          [{auto_offset_reset, earliest}]),
+        wait_first(),
+        T0 = erlang:monotonic_time(microsecond),
+        wait_count(N),
+        put(consume_us, erlang:monotonic_time(microsecond) - T0)
+    end),
+    _ = Secs,
+    ok = erlkaf:stop_client(bench_group),
+    Rate = N / (get(consume_us) / 1.0e6),
+    progress("consume (batch): erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(rate(Raw))]),
+    [{consume_batch, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw), health => Health}}].
+
+produce_sizes(Ctx, Sizes) ->
+    Rows = [begin
+        Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
+        C = producer(Ctx, bench_size, [{delivery_report_only_error, true}]),
+        Msgs = lists:duplicate(100, binary:copy(<<"x">>, Size)),
+        {Secs, _} = measure(fun() ->
+            [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 100)],
+            ok = erlkaf:flush(C, 300000)
+        end),
+        ok = erlkaf:stop_client(C),
+        progress("produce_batch ~pB: erlkaf ~w msg/s (~.1f MB/s), raw ~w msg/s", [Size, round(N / Secs), N * Size / Secs / 1.0e6, round(rate(Raw))]),
+        {Size, #{erlkaf_msg_s => N / Secs, raw_msg_s => rate(Raw), erlkaf_mb_s => N * Size / Secs / 1.0e6}}
+    end || {Size, N} <- Sizes],
+    [{produce_sizes, maps:from_list(Rows)}].
+
+%% ---------------------------------------------------------------------------------------
+%% Callbacks (delivery reports and consumer) count into one counter.
+
+latency_report(Ref, _Status, _Msg) ->
+    Now = erlang:monotonic_time(microsecond),
+    {Sent, Lat} = persistent_term:get({?MODULE, latency}),
+    %% The report can beat the insert of its send time by a few microseconds.
+    T0 = case ets:lookup(Sent, Ref) of
+        [{_, T}] -> T;
+        [] -> timer:sleep(1), [{_, T}] = ets:lookup(Sent, Ref), T
+    end,
+    ets:insert(Lat, {x, Now - T0}),
+    counters:add(persistent_term:get({?MODULE, counter}), 1, 1).
+
+delivery_report(_Ref, _Status, _Msg) ->
+    counters:add(persistent_term:get({?MODULE, counter}), 1, 1).
+
+init(_Topic, _Partition, _Offset, _Args) ->
+    {ok, persistent_term:get({?MODULE, counter})}.
+
+handle_message(Msgs, C) when is_list(Msgs) ->
+    counters:add(C, 1, length(Msgs)),
+    {ok, C}.
+
+counter_reset() ->
+    persistent_term:put({?MODULE, counter}, counters:new(1, [write_concurrency])).
+
+wait_count(N) ->
+    wait_count(N, erlang:monotonic_time(millisecond) + 300000).
+
+wait_count(N, Deadline) ->
+    Got = counters:get(persistent_term:get({?MODULE, counter}), 1),
+    case Got >= N of
+        true -> ok;
+        false ->
+            erlang:monotonic_time(millisecond) < Deadline orelse error({timeout, got, Got, of_, N}),
+            timer:sleep(2),
+            wait_count(N, Deadline)
+    end.
+
+wait_first() ->
+    wait_count(1).
+
+%% ---------------------------------------------------------------------------------------
+%% Plumbing
+
+producer(Ctx, Name, Extra) ->
+    ok = erlkaf:create_producer(Name, [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {linger_ms, 5},
+                                       {acks, 1}, {queue_buffering_max_messages, 500000} | Extra]),
+    Name.
+
+produce_loop(_C, _V, 0) -> ok;
+produce_loop(C, V, N) ->
+    {ok, _} = erlkaf:produce(C, ?TOPIC, undefined, V),
+    produce_loop(C, V, N - 1).
+
+%% Runs F while watching the schedulers: long_schedule events (any process or port that
+%% held a scheduler over 1 ms) and the longest of them inside an erlkaf NIF.
+measure(F) ->
+    erlang:system_flag(scheduler_wall_time, true),
+    Sw0 = erlang:statistics(scheduler_wall_time),
+    erlang:system_monitor(self(), [{long_schedule, 1}]),
+    T0 = erlang:monotonic_time(microsecond),
+    F(),
+    T1 = erlang:monotonic_time(microsecond),
+    erlang:system_monitor(undefined),
+    Sw1 = erlang:statistics(scheduler_wall_time),
+    Events = drain_monitor([]),
+    NifEvents = [Ms || {Ms, In} <- Events, is_erlkaf_nif(In)],
+    Util = utilisation(Sw0, Sw1),
+    {(T1 - T0) / 1.0e6, #{long_schedules => length(Events),
+                          longest_ms => lists:max([0 | [Ms || {Ms, _} <- Events]]),
+                          nif_over_1ms => length(NifEvents),
+                          longest_nif_ms => lists:max([0 | NifEvents]),
+                          scheduler_utilisation => Util}}.
+
+drain_monitor(Acc) ->
+    receive
+        {monitor, _PidOrPort, long_schedule, Info} ->
+            drain_monitor([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc])
+    after 0 -> Acc
+    end.
+
+is_erlkaf_nif({erlkaf_nif, _, _}) -> true;
+is_erlkaf_nif(_) -> false.
+
+utilisation(S0, S1) ->
+    L = [{A1 - A0, T1 - T0} || {{I, A0, T0}, {I, A1, T1}} <- lists:zip(lists:sort(S0), lists:sort(S1)), I =< erlang:system_info(schedulers)],
+    {A, T} = lists:foldl(fun({A, T}, {SA, ST}) -> {SA + A, ST + T} end, {0, 0}, L),
+    case T of 0 -> 0.0; _ -> A / T end.
+
+wait_until_us(Due) ->
+    case Due - erlang:monotonic_time(microsecond) of
+        Left when Left > 2000 -> timer:sleep((Left - 1000) div 1000), wait_until_us(Due);
+        Left when Left > 0 -> wait_until_us(Due);
+        _ -> ok
+    end.
+
+pct(L, Q) -> lists:nth(max(1, round(length(L) * Q)), L).
+
+rate(#{<<"msg_per_s">> := R}) -> R.
+
+raw(Ctx, Args) ->
+    Cmd = lists:flatten([maps:get(baseline, Ctx), " ", string:join([str(A) || A <- Args], " "),
+                         " --bootstrap ", binary_to_list(maps:get(bootstrap, Ctx)),
+                         [[" --topic ", binary_to_list(?TOPIC)] || not lists:member("--topic", Args)]]),
+    Out = os:cmd(Cmd),
+    Line = lists:last(string:split(string:trim(Out), "\n", all)),
+    parse_json(Line).
+
+str(A) when is_integer(A) -> integer_to_list(A);
+str(A) when is_binary(A) -> binary_to_list(A);
+str(A) -> A.
+
+%% The baseline prints one flat JSON object of numbers and strings.
+parse_json(Line) ->
+    Body = string:trim(Line, both, "{}\n "),
+    maps:from_list([begin
+        [K, V] = string:split(Pair, ":"),
+        Key = list_to_binary(string:trim(K, both, "\"")),
+        Val = case catch list_to_float(V) of
+            F when is_float(F) -> F;
+            _ -> case catch list_to_integer(V) of I when is_integer(I) -> I; _ -> list_to_binary(string:trim(V, both, "\"")) end
+        end,
+        {Key, Val}
+    end || Pair <- string:split(Body, ",", all)]).
+
+broker(Args) ->
+    case lists:dropwhile(fun(A) -> A =/= "--bootstrap" end, Args) of
+        [_, B | _] ->
+            {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
+        _ ->
+            {ok, Holder, B} = erlkaf_broker_cli:spawn_os_process(
+                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume:64",
+                                 "--partitions", integer_to_list(?PARTITIONS)]),
+            {Holder, B}
+    end.
+
+baseline_exe() ->
+    Root = root(filename:dirname(code:which(?MODULE))),
+    Exe = filename:join([Root, "target", "release", "erlkaf-baseline"]),
+    case filelib:is_regular(Exe) of
+        true -> Exe;
+        false -> error({baseline_missing, Exe, "run: cargo build --release -p erlkaf_core --bin erlkaf-baseline"})
+    end.
+
+root("/") -> error(no_repo_root);
+root(Dir) ->
+    case filelib:is_regular(filename:join(Dir, "Cargo.toml")) of
+        true -> Dir;
+        false -> root(filename:dirname(Dir))
+    end.
+
+progress(Fmt, Args) ->
+    io:format(standard_error, "[bench] " ++ Fmt ++ "~n", Args).
+
+%% ---------------------------------------------------------------------------------------
+%% Targets (issue: benchmarks that gate performance)
+
+checks(R) ->
+    Health = [H || {_, #{health := H}} <- maps:to_list(R)],
+    NifMs = lists:max([0 | [maps:get(longest_nif_ms, H) || H <- Health]]),
+    Lat = maps:get(latency, R),
+    [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85},
+     {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5", ratio(R, produce_callback_100b) >= 0.5},
+     {"produce/4 from 16 processes / from 1", maps:get(ratio_16_to_1, maps:get(produce_scaling, R)), ">= 0.9",
+      maps:get(ratio_16_to_1, maps:get(produce_scaling, R)) >= 0.9},
+     {"consume (batch) / raw", ratio(R, consume_batch), ">= 0.7", ratio(R, consume_batch) >= 0.7},
+     {"delivery p99 - raw p99 (ms)", (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000, "<= 1",
+      maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat) =< 1000},
+     {"longest NIF call (ms)", float(NifMs), "< 1", NifMs < 1}].
+
+ratio(R, K) -> maps:get(ratio, maps:get(K, R)).
+
+%% ---------------------------------------------------------------------------------------
+%% Output
+
+write(Results, Checks) ->
+    Dir = filename:join(root(filename:dirname(code:which(?MODULE))), "bench/results"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Meta = #{commit => string:trim(os:cmd("git rev-parse --short HEAD")),
+             librdkafka => maps:get(librdkafka_version, erlkaf_nif:nif_counters()),
+             otp => list_to_binary(erlang:system_info(otp_release)),
+             machine => list_to_binary(string:trim(os:cmd("uname -srm"))),
+             cores => erlang:system_info(logical_processors),
+             date => list_to_binary(calendar:system_time_to_rfc3339(erlang:system_time(second)))},
+    ok = file:write_file(filename:join(Dir, "latest.json"), json(#{meta => Meta, results => Results,
+        checks => [#{name => list_to_binary(N), value => V, target => list_to_binary(T), ok => Ok} || {N, V, T, Ok} <- Checks]})),
+    ok = file:write_file(filename:join(Dir, "latest.md"), markdown(Meta, Results, Checks)),
+    ok = file:write_file(filename:join(Dir, "throughput.svg"), bars("Producer throughput, 100-byte messages (msg/s)",
+        [{"raw produce", raw_rate(Results, produce_batch_100b)},
+         {"erlkaf produce_batch", maps:get(erlkaf_msg_s, maps:get(produce_batch_100b, Results))},
+         {"erlkaf produce/4 + callback", maps:get(erlkaf_msg_s, maps:get(produce_callback_100b, Results))}])),
+    Scaling = maps:get(by_processes, maps:get(produce_scaling, Results)),
+    ok = file:write_file(filename:join(Dir, "scaling.svg"), bars("produce/4 by process count (msg/s)",
+        [{integer_to_list(P) ++ " processes", maps:get(msg_s, V)} || {P, V} <- lists:sort(maps:to_list(Scaling))])),
+    Lat = maps:get(latency, Results),
+    ok = file:write_file(filename:join(Dir, "latency.svg"), bars("Delivery-report latency at 10k msg/s (us)",
+        [{"raw p50", maps:get(raw_p50_us, Lat)}, {"erlkaf p50", maps:get(erlkaf_p50_us, Lat)},
+         {"raw p99", maps:get(raw_p99_us, Lat)}, {"erlkaf p99", maps:get(erlkaf_p99_us, Lat)}])).
+
+raw_rate(R, K) -> maps:get(raw_msg_s, maps:get(K, R)).
+
+markdown(Meta, R, Checks) ->
+    PB = maps:get(produce_batch_100b, R), CB = maps:get(produce_callback_100b, R),
+    Co = maps:get(consume_batch, R), Lat = maps:get(latency, R),
+    Scaling = lists:sort(maps:to_list(maps:get(by_processes, maps:get(produce_scaling, R)))),
+    iolist_to_binary([
+        io_lib:format("Commit ~s, librdkafka ~s, OTP ~s, ~s, ~p cores, ~s. Broker: the embedded mock "
+                      "cluster in its own OS process (~p partitions), acks=1, linger 5 ms.~n~n",
+                      [maps:get(commit, Meta), maps:get(librdkafka, Meta), maps:get(otp, Meta), maps:get(machine, Meta),
+                       maps:get(cores, Meta), maps:get(date, Meta), ?PARTITIONS]),
+        "| figure | erlkaf | raw librdkafka | ratio |\n|---|---:|---:|---:|\n",
+        io_lib:format("| produce_batch, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
+        io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
+        [io_lib:format("| produce/4 from ~p processes (msg/s) | ~w | | |~n", [P, round(maps:get(msg_s, V))]) || {P, V} <- Scaling],
+        io_lib:format("| consumer group, batch dispatch (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, Co)), round(maps:get(raw_msg_s, Co)), maps:get(ratio, Co)]),
+        io_lib:format("| delivery latency p50 / p99 at 10k msg/s (us) | ~w / ~w | ~w / ~w | |~n",
+                      [maps:get(erlkaf_p50_us, Lat), maps:get(erlkaf_p99_us, Lat), maps:get(raw_p50_us, Lat), maps:get(raw_p99_us, Lat)]),
+        case maps:find(produce_sizes, R) of
+            {ok, Sizes} -> [io_lib:format("| produce_batch, ~p B (msg/s; MB/s) | ~w; ~.1f | ~w | ~.2f |~n",
+                                          [S, round(maps:get(erlkaf_msg_s, V)), maps:get(erlkaf_mb_s, V), round(maps:get(raw_msg_s, V)),
+                                           maps:get(erlkaf_msg_s, V) / maps:get(raw_msg_s, V)]) || {S, V} <- lists:sort(maps:to_list(Sizes))];
+            error -> []
+        end,
+        "\n| gate | value | target | |\n|---|---:|---|---|\n",
+        [io_lib:format("| ~s | ~.3f | ~s | ~s |~n", [N, float(V), T, case Ok of true -> "ok"; false -> "**below**" end]) || {N, V, T, Ok} <- Checks]
+    ]).
+
+bars(Title, Rows) ->
+    Max = lists:max([1 | [V || {_, V} <- Rows]]),
+    H = 40 + 30 * length(Rows),
+    iolist_to_binary([
+        io_lib:format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"~p\" font-family=\"sans-serif\" font-size=\"12\">~n", [H]),
+        io_lib:format("<text x=\"10\" y=\"20\" font-size=\"14\">~s</text>~n", [Title]),
+        [begin
+             Y = 35 + 30 * (I - 1),
+             W = round(420 * V / Max),
+             io_lib:format("<text x=\"10\" y=\"~p\">~s</text><rect x=\"220\" y=\"~p\" width=\"~p\" height=\"20\" fill=\"#4a7ab5\"/>"
+                           "<text x=\"~p\" y=\"~p\">~w</text>~n", [Y + 15, L, Y, W, 225 + W, Y + 15, round(V)])
+         end || {I, {L, V}} <- lists:enumerate(Rows)],
+        "</svg>\n"]).
+
+%% A small JSON encoder for the result maps (no dependency).
+json(M) when is_map(M) ->
+    ["{", lists:join(",", [[json(key(K)), ":", json(V)] || {K, V} <- lists:sort(maps:to_list(M))]), "}"];
+json(L) when is_list(L) -> ["[", lists:join(",", [json(E) || E <- L]), "]"];
+json(B) when is_binary(B) -> [$", escape(B), $"];
+json(true) -> "true";
+json(false) -> "false";
+json(A) when is_atom(A) -> json(atom_to_binary(A));
+json(I) when is_integer(I) -> integer_to_list(I);
+json(F) when is_float(F) -> float_to_list(F, [{decimals, 4}, compact]).
+
+key(K) when is_atom(K) -> atom_to_binary(K);
+key(K) when is_integer(K) -> integer_to_binary(K);
+key(K) when is_binary(K) -> K;
+key(K) when is_list(K) -> list_to_binary(K).
+
+escape(B) -> binary:replace(binary:replace(B, <<"\\">>, <<"\\\\">>, [global]), <<"\"">>, <<"\\\"">>, [global]).

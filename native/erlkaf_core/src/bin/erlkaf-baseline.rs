@@ -1,0 +1,271 @@
+//! The physical limit for erlkaf's benchmarks: raw librdkafka (rdkafka-sys), no BEAM.
+//!
+//! `erlkaf-baseline produce --bootstrap B --topic T --messages N --size S [--linger MS]
+//!  [--acks A] [--batch-num N]`: produces N messages of S bytes (one static payload, no copy,
+//! like erlkaf's zero-copy path), counts every delivery report on a poller thread (event
+//! API, as erlkaf does) and prints one JSON line.
+//! `erlkaf-baseline latency ... --rate R`: produces at R msg/s with linger 0 and prints
+//! delivery-report latency percentiles.
+//! `erlkaf-baseline consume --bootstrap B --topic T --messages N`: reads N messages with a
+//! consumer group from the beginning and prints the throughput.
+
+use rdkafka_sys as rd;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn args() -> (String, HashMap<String, String>) {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_else(|| usage());
+    let mut map = HashMap::new();
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| usage());
+        map.insert(k.trim_start_matches("--").to_string(), v);
+    }
+    (mode, map)
+}
+
+fn usage() -> ! {
+    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R]");
+    std::process::exit(2)
+}
+
+fn get<T: std::str::FromStr>(m: &HashMap<String, String>, k: &str, default: T) -> T {
+    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Client(*mut rd::rd_kafka_t);
+unsafe impl Send for Client {}
+unsafe impl Sync for Client {}
+
+fn client(kind: rd::rd_kafka_type_t, props: &[(&str, String)], events: i32) -> Client {
+    unsafe {
+        let conf = rd::rd_kafka_conf_new();
+        let mut err = [0 as c_char; 512];
+        for (k, v) in props {
+            let (k, v) = (CString::new(*k).unwrap(), CString::new(v.as_str()).unwrap());
+            if rd::rd_kafka_conf_set(conf, k.as_ptr(), v.as_ptr(), err.as_mut_ptr(), err.len())
+                != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK
+            {
+                panic!("{}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+            }
+        }
+        rd::rd_kafka_conf_set_events(conf, events);
+        let rk = rd::rd_kafka_new(kind, conf, err.as_mut_ptr(), err.len());
+        assert!(!rk.is_null(), "{}", CStr::from_ptr(err.as_ptr()).to_string_lossy());
+        Client(rk)
+    }
+}
+
+/// Drains delivery reports; `on_report` gets the opaque of each.
+fn poller(rk: Arc<Client>, stop: Arc<AtomicBool>, mut on_report: impl FnMut(usize, bool) + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || unsafe {
+        let q = rd::rd_kafka_queue_get_main(rk.0);
+        let mut msgs: Vec<*const rd::rd_kafka_message_t> = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            let ev = rd::rd_kafka_queue_poll(q, 100);
+            if ev.is_null() {
+                continue;
+            }
+            if rd::rd_kafka_event_type(ev) == rd::RD_KAFKA_EVENT_DR {
+                let n = rd::rd_kafka_event_message_count(ev);
+                msgs.resize(n, std::ptr::null());
+                let got = rd::rd_kafka_event_message_array(ev, msgs.as_mut_ptr(), n);
+                for &m in &msgs[..got] {
+                    on_report((*m)._private as usize, (*m).err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+                }
+            }
+            rd::rd_kafka_event_destroy(ev);
+        }
+        rd::rd_kafka_queue_destroy(q);
+    })
+}
+
+fn produce_one(rk: *mut rd::rd_kafka_t, rkt: *mut rd::rd_kafka_topic_t, payload: &[u8], opaque: usize) -> rd::rd_kafka_resp_err_t {
+    use rd::rd_kafka_vtype_t as V;
+    let vus = [
+        rd::rd_kafka_vu_t { vtype: V::RD_KAFKA_VTYPE_RKT, u: rd::rd_kafka_vu_s__bindgen_ty_1 { rkt } },
+        rd::rd_kafka_vu_t {
+            vtype: V::RD_KAFKA_VTYPE_VALUE,
+            u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: payload.as_ptr() as *mut _, size: payload.len() },
+            },
+        },
+        rd::rd_kafka_vu_t { vtype: V::RD_KAFKA_VTYPE_OPAQUE, u: rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque as *mut _ } },
+    ];
+    unsafe {
+        let e = rd::rd_kafka_produceva(rk, vus.as_ptr(), vus.len());
+        if e.is_null() {
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        } else {
+            let c = rd::rd_kafka_error_code(e);
+            rd::rd_kafka_error_destroy(e);
+            c
+        }
+    }
+}
+
+fn producer_props(m: &HashMap<String, String>, linger: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("bootstrap.servers", m.get("bootstrap").cloned().unwrap_or_else(|| usage())),
+        ("linger.ms", m.get("linger").cloned().unwrap_or_else(|| linger.into())),
+        ("acks", m.get("acks").cloned().unwrap_or_else(|| "1".into())),
+        ("queue.buffering.max.messages", get::<u64>(m, "queue-messages", 500000).to_string()),
+        ("batch.num.messages", get::<u64>(m, "batch-num", 10000).to_string()),
+    ]
+}
+
+fn topic(rk: &Client, m: &HashMap<String, String>) -> *mut rd::rd_kafka_topic_t {
+    let t = CString::new(m.get("topic").cloned().unwrap_or_else(|| usage())).unwrap();
+    unsafe { rd::rd_kafka_topic_new(rk.0, t.as_ptr(), std::ptr::null_mut()) }
+}
+
+fn produce(m: &HashMap<String, String>) {
+    let n: u64 = get(m, "messages", 1_000_000);
+    let size: usize = get(m, "size", 100);
+    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "5"), rd::RD_KAFKA_EVENT_DR as i32));
+    let rkt = topic(&rk, m);
+    let payload = vec![b'x'; size];
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (d2, e2) = (done.clone(), errors.clone());
+    let th = poller(rk.clone(), stop.clone(), move |_, ok| {
+        d2.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            e2.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < n {
+        match produce_one(rk.0, rkt, &payload, i as usize) {
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => i += 1,
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => std::thread::sleep(Duration::from_micros(200)),
+            e => panic!("produce failed: {e:?}"),
+        }
+    }
+    while done.load(Ordering::Relaxed) < n {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Release);
+    th.join().unwrap();
+    println!(
+        "{{\"mode\":\"produce\",\"messages\":{n},\"size\":{size},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2},\"errors\":{}}}",
+        n as f64 / secs,
+        n as f64 * size as f64 / secs / 1e6,
+        errors.load(Ordering::Relaxed)
+    );
+    unsafe {
+        rd::rd_kafka_topic_destroy(rkt);
+        rd::rd_kafka_destroy(rk.0);
+    }
+}
+
+fn latency(m: &HashMap<String, String>) {
+    let n: u64 = get(m, "messages", 20000);
+    let rate: u64 = get(m, "rate", 10000);
+    let size: usize = get(m, "size", 100);
+    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "0"), rd::RD_KAFKA_EVENT_DR as i32));
+    let rkt = topic(&rk, m);
+    let payload = vec![b'x'; size];
+    let base = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let lat = Arc::new(parking_lot::Mutex::new(Vec::with_capacity(n as usize)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, l2) = (sent.clone(), lat.clone());
+    let th = poller(rk.clone(), stop.clone(), move |i, _| {
+        let now = base.elapsed().as_micros() as u64;
+        l2.lock().push(now - s2[i].load(Ordering::Relaxed));
+    });
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    for i in 0..n {
+        let due = interval * i as u32;
+        while base.elapsed() < due {
+            std::hint::spin_loop();
+        }
+        sent[i as usize].store(base.elapsed().as_micros() as u64, Ordering::Relaxed);
+        while produce_one(rk.0, rkt, &payload, i as usize) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    while (lat.lock().len() as u64) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::Release);
+    th.join().unwrap();
+    let mut l = lat.lock().clone();
+    l.sort_unstable();
+    let p = |q: f64| l[((l.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "{{\"mode\":\"latency\",\"messages\":{n},\"rate\":{rate},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+        p(0.5),
+        p(0.99),
+        l[l.len() - 1]
+    );
+    unsafe {
+        rd::rd_kafka_topic_destroy(rkt);
+        rd::rd_kafka_destroy(rk.0);
+    }
+}
+
+fn consume(m: &HashMap<String, String>) {
+    let n: u64 = get(m, "messages", 1_000_000);
+    let group = format!("baseline-{}", std::process::id());
+    let props = vec![
+        ("bootstrap.servers", m.get("bootstrap").cloned().unwrap_or_else(|| usage())),
+        ("group.id", group),
+        ("auto.offset.reset", "earliest".to_string()),
+        ("enable.auto.offset.store", "false".to_string()),
+        ("fetch.wait.max.ms", "10".to_string()),
+    ];
+    let rk = client(rd::rd_kafka_type_t::RD_KAFKA_CONSUMER, &props, 0);
+    unsafe {
+        rd::rd_kafka_poll_set_consumer(rk.0);
+        let tpl = rd::rd_kafka_topic_partition_list_new(1);
+        let t = CString::new(m.get("topic").cloned().unwrap_or_else(|| usage())).unwrap();
+        rd::rd_kafka_topic_partition_list_add(tpl, t.as_ptr(), -1);
+        rd::rd_kafka_subscribe(rk.0, tpl);
+        rd::rd_kafka_topic_partition_list_destroy(tpl);
+        let mut got = 0u64;
+        let mut bytes = 0u64;
+        let mut t0: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while got < n && Instant::now() < deadline {
+            let msg = rd::rd_kafka_consumer_poll(rk.0, 100);
+            if msg.is_null() {
+                continue;
+            }
+            if (*msg).err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                t0.get_or_insert_with(Instant::now);
+                got += 1;
+                bytes += (*msg).len as u64;
+                // Store like erlkaf does (after "processing").
+                rd::rd_kafka_offset_store((*msg).rkt, (*msg).partition, (*msg).offset);
+            }
+            rd::rd_kafka_message_destroy(msg);
+        }
+        let secs = t0.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+        println!(
+            "{{\"mode\":\"consume\",\"messages\":{got},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2}}}",
+            got as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        rd::rd_kafka_consumer_close(rk.0);
+        rd::rd_kafka_destroy(rk.0);
+    }
+}
+
+fn main() {
+    let (mode, m) = args();
+    match mode.as_str() {
+        "produce" => produce(&m),
+        "latency" => latency(&m),
+        "consume" => consume(&m),
+        _ => usage(),
+    }
+}
