@@ -10,6 +10,17 @@
 use rustler::sys::{self, ErlNifBinary, ErlNifEnv, ErlNifTerm};
 use std::mem::MaybeUninit;
 
+/// Cleared envs kept for reuse: one is needed per produce call, and allocating and freeing
+/// an env costs more than producing a small message.
+struct EnvPtr(*mut ErlNifEnv);
+// SAFETY: a cleared process-independent env holds nothing and may move between threads.
+unsafe impl Send for EnvPtr {}
+
+// parking_lot: the pump (push) and schedulers (pop) touch it briefly; it spins before it
+// parks, so the two rarely meet in the kernel.
+static POOL: parking_lot::Mutex<Vec<EnvPtr>> = parking_lot::const_mutex(Vec::new());
+const POOL_MAX: usize = 4096;
+
 /// Per-message terms saved in the batch env.
 #[derive(Clone, Copy)]
 pub struct Saved {
@@ -32,8 +43,9 @@ pub enum Reply {
 /// The batch env and what was saved in it.
 pub struct Keep {
     env: *mut ErlNifEnv,
-    /// One entry per message of the batch, by index.
-    pub saved: Vec<Saved>,
+    /// One entry per message of the batch, by index (inline for small batches: no
+    /// allocation on the single-message path).
+    pub saved: smallvec::SmallVec<[Saved; 2]>,
     /// Where the reports go.
     pub reply: Reply,
 }
@@ -48,8 +60,10 @@ unsafe impl Sync for Keep {}
 impl Keep {
     /// A new, empty batch env.
     pub fn new() -> Keep {
-        // SAFETY: plain allocation.
-        Keep { env: unsafe { sys::enif_alloc_env() }, saved: Vec::new(), reply: Reply::Owner }
+        let pooled = POOL.lock().pop();
+        // SAFETY: plain allocation when the pool is empty.
+        let env = pooled.map(|e| e.0).unwrap_or_else(|| unsafe { sys::enif_alloc_env() });
+        Keep { env, saved: smallvec::SmallVec::new(), reply: Reply::Owner }
     }
 
     /// Copies `term` into the batch env (refcount bump for refc binaries).
@@ -86,7 +100,16 @@ impl Keep {
 
 impl Drop for Keep {
     fn drop(&mut self) {
-        // SAFETY: we own the env; nothing refers to its terms any more.
-        unsafe { sys::enif_free_env(self.env) }
+        // SAFETY: we own the env; nothing refers to its terms any more. Clearing releases
+        // the binaries it kept (the refcounts go back) before it is reused.
+        unsafe { sys::enif_clear_env(self.env) };
+        let mut pool = POOL.lock();
+        if pool.len() < POOL_MAX {
+            pool.push(EnvPtr(self.env));
+        } else {
+            drop(pool);
+            // SAFETY: as above; the env is not pooled.
+            unsafe { sys::enif_free_env(self.env) }
+        }
     }
 }

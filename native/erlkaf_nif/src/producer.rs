@@ -10,6 +10,7 @@ use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
 use erlkaf_core::producer::{OutMessage, Producer};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
+use smallvec::SmallVec;
 use std::time::{Duration, Instant};
 
 /// Messages handled by one `producer_produce` call at most; the call also returns early
@@ -59,9 +60,10 @@ fn producer_produce<'a>(
     if reply.get_type() == rustler::TermType::Ref {
         keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
     }
-    // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail.
-    let mut decoded = Vec::new();
-    let mut tails: Vec<Term<'a>> = Vec::new();
+    // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail. SmallVecs:
+    // produce/4 (one message) allocates nothing here.
+    let mut decoded: SmallVec<[decode::Decoded; 2]> = SmallVec::new();
+    let mut tails: SmallVec<[Term<'a>; 2]> = SmallVec::new();
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
     while decoded.len() < MAX_PER_CALL {
@@ -86,19 +88,19 @@ fn producer_produce<'a>(
     }
     // Refs are made in the caller's env; the batch env gets a copy only when reports
     // will need it (a sync reply always does).
-    let refs: Vec<Term<'a>> =
-        if want_refs { decoded.iter().map(|_| env.make_ref().into()).collect() } else { Vec::new() };
+    let refs: SmallVec<[Term<'a>; 2]> =
+        if want_refs { decoded.iter().map(|_| env.make_ref().into()).collect() } else { SmallVec::new() };
     let save_refs = want_refs && (res.keep_refs || matches!(keep.reply, Reply::Sync(_)));
     keep.saved = decoded
         .iter()
         .enumerate()
         .map(|(i, d)| Saved { msg_ref: save_refs.then(|| keep.copy_in(refs[i].as_c_arg())), value: d.value_term })
         .collect();
-    let headers: Vec<Vec<(&[u8], Option<&[u8]>)>> = decoded
+    let headers: SmallVec<[Vec<(&[u8], Option<&[u8]>)>; 2]> = decoded
         .iter()
         .map(|d| d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect())
         .collect();
-    let out: Vec<OutMessage> = decoded
+    let out: SmallVec<[OutMessage; 2]> = decoded
         .iter()
         .zip(&headers)
         .map(|(d, h)| OutMessage {
