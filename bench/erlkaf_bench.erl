@@ -29,7 +29,8 @@ main(Args) ->
         produce_callback(Ctx, N div 2, 100),
         produce_scaling(Ctx, N div 4, [1, 4, 16] ++ [64 || not Quick]),
         latency(Ctx, case Quick of true -> 10000; false -> 30000 end),
-        consume(Ctx, case Quick of true -> 200000; false -> 1000000 end)
+        consume(Ctx, case Quick of true -> 200000; false -> 1000000 end),
+        idle_latency(Ctx, case Quick of true -> 20; false -> 100 end)
     ] ++ case Quick of
         true -> [];
         false -> [produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}])]
@@ -37,8 +38,8 @@ main(Args) ->
     Results = maps:from_list(lists:append(Results0)),
     Checks = checks(Results),
     write(Results, Checks),
-    [progress("~-50s ~8.3f  target ~s ~s", [Name, Value, Target, case Ok of true -> "ok"; false -> "FAIL" end])
-     || {Name, Value, Target, Ok} <- Checks],
+    _ = [progress("~-50s ~8.3f  target ~s ~s", [Name, Value, Target, case Ok of true -> "ok"; false -> "FAIL" end])
+         || {Name, Value, Target, Ok} <- Checks],
     Holder ! stop,
     Failed = [C || {_, _, _, false} = C <- Checks],
     case Gate andalso Failed =/= [] of
@@ -56,7 +57,7 @@ produce_batch(Ctx, N, Size) ->
     C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
     Msgs = lists:duplicate(1000, binary:copy(<<"x">>, Size)),
     {Secs, Health} = measure(fun() ->
-        [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
+        _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
         ok = erlkaf:flush(C, 300000)
     end),
     ok = erlkaf:stop_client(C),
@@ -139,7 +140,7 @@ consume(Ctx, N) ->
     Topic = <<"bench-consume">>,
     C = producer(Ctx, bench_fill, [{delivery_report_only_error, true}]),
     Msgs = lists:duplicate(1000, binary:copy(<<"y">>, 100)),
-    [{ok, _} = erlkaf:produce_batch(C, Topic, Msgs) || _ <- lists:seq(1, N div 1000)],
+    _ = [{ok, _} = erlkaf:produce_batch(C, Topic, Msgs) || _ <- lists:seq(1, N div 1000)],
     ok = erlkaf:flush(C, 300000),
     ok = erlkaf:stop_client(C),
     Raw = raw(Ctx, ["consume", "--topic", binary_to_list(Topic), "--messages", N]),
@@ -161,13 +162,45 @@ consume(Ctx, N) ->
     progress("consume (batch): erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(rate(Raw))]),
     [{consume_batch, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw), health => Health}}].
 
+%% One message at a time on a quiet partition: produce (acks=1, linger 0) to handler call.
+idle_latency(Ctx, N) ->
+    Topic = <<"bench-idle">>,
+    Self = self(),
+    persistent_term:put({?MODULE, idle}, Self),
+    P = producer(Ctx, bench_idle_p, [{linger_ms, 0}]),
+    Group = iolist_to_binary(["idle-", integer_to_list(erlang:unique_integer([positive]))]),
+    ok = erlkaf:create_consumer_group(bench_idle, Group, [{Topic, [{callback_module, erlkaf_bench_idle}]}],
+                                      [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
+                                      [{auto_offset_reset, latest}]),
+    %% Wait until the partition is assigned and its fetch position is known.
+    wait_assigned(bench_idle, 100),
+    timer:sleep(1000),
+    L = lists:sort([begin
+        timer:sleep(50),
+        T0 = erlang:monotonic_time(microsecond),
+        {ok, _} = erlkaf:produce(P, Topic, undefined, integer_to_binary(I)),
+        receive {idle_handled, V, T1} when V =:= I -> T1 - T0 after 10000 -> error(idle_message_lost) end
+    end || I <- lists:seq(1, N)]),
+    ok = erlkaf:stop_client(bench_idle),
+    ok = erlkaf:stop_client(P),
+    progress("idle partition: produce to handler p50 ~p us, max ~p us (mock answers an empty fetch after fetch_wait_max_ms = 10)",
+             [pct(L, 0.5), lists:last(L)]),
+    [{idle_latency, #{p50_us => pct(L, 0.5), p99_us => pct(L, 0.99), max_us => lists:last(L)}}].
+
+wait_assigned(_C, 0) -> error(not_assigned);
+wait_assigned(C, Tries) ->
+    case erlkaf:assignment(C) of
+        {ok, [_ | _]} -> ok;
+        _ -> timer:sleep(100), wait_assigned(C, Tries - 1)
+    end.
+
 produce_sizes(Ctx, Sizes) ->
     Rows = [begin
         Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
         C = producer(Ctx, bench_size, [{delivery_report_only_error, true}]),
         Msgs = lists:duplicate(100, binary:copy(<<"x">>, Size)),
         {Secs, _} = measure(fun() ->
-            [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 100)],
+            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 100)],
             ok = erlkaf:flush(C, 300000)
         end),
         ok = erlkaf:stop_client(C),
@@ -237,11 +270,11 @@ produce_loop(C, V, N) ->
 measure(F) ->
     erlang:system_flag(scheduler_wall_time, true),
     Sw0 = erlang:statistics(scheduler_wall_time),
-    erlang:system_monitor(self(), [{long_schedule, 1}]),
+    _ = erlang:system_monitor(self(), [{long_schedule, 1}]),
     T0 = erlang:monotonic_time(microsecond),
     F(),
     T1 = erlang:monotonic_time(microsecond),
-    erlang:system_monitor(undefined),
+    _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
     Events = drain_monitor([]),
     NifEvents = [Ms || {Ms, In} <- Events, is_erlkaf_nif(In)],
@@ -287,7 +320,6 @@ raw(Ctx, Args) ->
     parse_json(Line).
 
 str(A) when is_integer(A) -> integer_to_list(A);
-str(A) when is_binary(A) -> binary_to_list(A);
 str(A) -> A.
 
 %% The baseline prints one flat JSON object of numbers and strings.
@@ -309,7 +341,7 @@ broker(Args) ->
             {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
         _ ->
             {ok, Holder, B} = erlkaf_broker_cli:spawn_os_process(
-                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume:64",
+                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume:64", "--topic", "bench-idle:1",
                                  "--partitions", integer_to_list(?PARTITIONS)]),
             {Holder, B}
     end.
@@ -393,6 +425,8 @@ markdown(Meta, R, Checks) ->
         io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
         [io_lib:format("| produce/4 from ~p processes (msg/s) | ~w | | |~n", [P, round(maps:get(msg_s, V))]) || {P, V} <- Scaling],
         io_lib:format("| consumer group, batch dispatch (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, Co)), round(maps:get(raw_msg_s, Co)), maps:get(ratio, Co)]),
+        io_lib:format("| idle partition, produce to handler p50 / max (us) | ~w / ~w | | |~n",
+                      [maps:get(p50_us, maps:get(idle_latency, R)), maps:get(max_us, maps:get(idle_latency, R))]),
         io_lib:format("| delivery latency p50 / p99 at 10k msg/s (us) | ~w / ~w | ~w / ~w | |~n",
                       [maps:get(erlkaf_p50_us, Lat), maps:get(erlkaf_p99_us, Lat), maps:get(raw_p50_us, Lat), maps:get(raw_p99_us, Lat)]),
         case maps:find(produce_sizes, R) of
