@@ -234,22 +234,26 @@ fn consume(m: &HashMap<String, String>) {
         let mut got = 0u64;
         let mut bytes = 0u64;
         let mut t0: Option<Instant> = None;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while got < n && Instant::now() < deadline {
+        // Stops at n messages, or after 5 s without any (the broker may keep fewer).
+        let mut last = Instant::now();
+        let mut t_last = Instant::now();
+        while got < n && last.elapsed() < Duration::from_secs(5) {
             let msg = rd::rd_kafka_consumer_poll(rk.0, 100);
             if msg.is_null() {
                 continue;
             }
+            last = Instant::now();
             if (*msg).err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 t0.get_or_insert_with(Instant::now);
                 got += 1;
                 bytes += (*msg).len as u64;
+                t_last = Instant::now();
                 // Store like erlkaf does (after "processing").
                 rd::rd_kafka_offset_store((*msg).rkt, (*msg).partition, (*msg).offset);
             }
             rd::rd_kafka_message_destroy(msg);
         }
-        let secs = t0.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let secs = t0.map(|t| t_last.duration_since(t).as_secs_f64()).unwrap_or(0.0);
         println!(
             "{{\"mode\":\"consume\",\"messages\":{got},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2}}}",
             got as f64 / secs,
