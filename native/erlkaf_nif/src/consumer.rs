@@ -4,7 +4,8 @@
 //! registered yet waits (as a saved term) and goes out on the pump's next tick.
 
 use crate::atoms;
-use crate::error::{code_atom, error_tuple, reason};
+use crate::error::{code_atom, error_tuple};
+use crate::reply::reply_later;
 use crate::sink::{binary, erlkaf_msg, event_term, opt_binary};
 use erlkaf_core::config::Properties;
 use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink};
@@ -277,23 +278,9 @@ fn consumer_assignment<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>) -> Term<
 /// commit of the stored offsets, on a thread of its own.
 #[rustler::nif]
 fn consumer_commit<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, tag: Term<'a>) -> Term<'a> {
-    let caller = env.pid();
-    let mut msg_env = OwnedEnv::new();
-    let saved = msg_env.save(tag);
-    let spawned = std::thread::Builder::new().name("erlkaf-commit".into()).spawn(move || {
-        let r = res.consumer.shared().commit_sync();
-        let _ = msg_env.send_and_clear(&caller, |env| {
-            let result = match r {
-                Ok(()) => atoms::ok().encode(env),
-                Err(e) => (atoms::error(), reason(env, &e)).encode(env),
-            };
-            (atoms::erlkaf_commit(), saved.load(env), result)
-        });
-    });
-    match spawned {
-        Ok(_) => atoms::ok().encode(env),
-        Err(e) => (atoms::error(), e.to_string()).encode(env),
-    }
+    reply_later(env, "commit", atoms::erlkaf_commit(), tag, move || res.consumer.shared().commit_sync(), |env, ()| {
+        atoms::ok().encode(env)
+    })
 }
 
 /// `(Res) -> ok`: commit, leave the group and destroy, on a reaper thread; the owner gets
@@ -337,18 +324,11 @@ fn offsets_term<'a>(env: Env<'a>, r: erlkaf_core::Result<Vec<TopicPartition>>) -
 /// thread of its own).
 #[rustler::nif]
 fn consumer_committed<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, parts: Vec<(String, i32)>, timeout_ms: u32, tag: Term<'a>) -> Term<'a> {
-    let caller = env.pid();
-    let mut msg_env = OwnedEnv::new();
-    let saved = msg_env.save(tag);
     let parts = decode_parts(parts);
-    let spawned = std::thread::Builder::new().name("erlkaf-committed".into()).spawn(move || {
-        let r = res.consumer.shared().committed(&parts, Duration::from_millis(timeout_ms as u64));
-        let _ = msg_env.send_and_clear(&caller, |env| (atoms::erlkaf_committed(), saved.load(env), offsets_term(env, r)));
-    });
-    match spawned {
-        Ok(_) => atoms::ok().encode(env),
-        Err(e) => (atoms::error(), e.to_string()).encode(env),
-    }
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    reply_later(env, "committed", atoms::erlkaf_committed(), tag, move || res.consumer.shared().committed(&parts, timeout), |env, p| {
+        (atoms::ok(), parts_term(env, &p)).encode(env)
+    })
 }
 
 /// `(Res, [{Topic, Partition}]) -> {ok, [{Topic, Partition, Offset}]} | {error, R}`: local

@@ -4,12 +4,13 @@
 use crate::atoms;
 use crate::decode::{self, Bad};
 use crate::error::{error_tuple, reason};
+use crate::reply::reply_later;
 use crate::keep::{Keep, Reply, Saved};
 use crate::resource::ProducerRes;
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
 use erlkaf_core::producer::{OutMessage, Producer};
-use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
 
@@ -140,23 +141,10 @@ fn producer_produce<'a>(
 /// sent to the caller. The flush runs on a thread of its own.
 #[rustler::nif]
 fn producer_flush<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u32, tag: Term<'a>) -> Term<'a> {
-    let caller = env.pid();
-    let mut msg_env = OwnedEnv::new();
-    let saved = msg_env.save(tag);
-    let spawned = std::thread::Builder::new().name("erlkaf-flush".into()).spawn(move || {
-        let r = res.producer.shared().flush(Duration::from_millis(timeout_ms as u64));
-        let _ = msg_env.send_and_clear(&caller, |env| {
-            let result = match r {
-                Ok(()) => atoms::ok().encode(env),
-                Err(e) => (atoms::error(), reason(env, &e)).encode(env),
-            };
-            (atoms::erlkaf_flush(), saved.load(env), result)
-        });
-    });
-    match spawned {
-        Ok(_) => atoms::ok().encode(env),
-        Err(e) => (atoms::error(), e.to_string()).encode(env),
-    }
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    reply_later(env, "flush", atoms::erlkaf_flush(), tag, move || res.producer.shared().flush(timeout), |env, ()| {
+        atoms::ok().encode(env)
+    })
 }
 
 /// `(Res, FlushTimeoutMs) -> ok | {error, already_stopped}`: flush, purge what is left
