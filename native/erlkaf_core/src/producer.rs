@@ -27,7 +27,7 @@ use std::ffi::CString;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One message to produce. `value` must stay valid as long as the batch's `keep` lives.
 #[derive(Clone, Copy, Debug)]
@@ -358,9 +358,4 @@ fn produce_one(
             Err(Error::Kafka(code))
         }
     }
-}
-
-/// A deadline helper for callers that split work into ~1 ms slices.
-pub fn deadline_after(budget: Duration) -> Instant {
-    Instant::now() + budget
 }
