@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -70,8 +70,12 @@ bench: build
 	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
 	$(BENCH_VM) -eval 'erlkaf_bench:main([$(BENCH_ARGS)]), halt().'
 
+# criterion benches of the Rust hot paths (no BEAM), quick mode.
+bench-criterion:
+	cargo bench --locked -p erlkaf_core --bench hot_paths -- --quick
+
 # A short run of the ratio targets: fails when one is below its target.
-bench-gate: build
+bench-gate: build bench-criterion
 	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
 	$(BENCH_VM) -eval 'erlkaf_bench:main(["--quick", "--gate" $(if $(BROKERS),$(comma) $(BENCH_ARGS))]), halt().'
 
