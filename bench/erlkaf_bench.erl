@@ -11,6 +11,10 @@
 -include_lib("erlkaf/include/erlkaf.hrl").
 
 -export([main/1, delivery_report/3, init/4, handle_message/2]).
+-export([memory_for_test/2]).
+
+%% @private One scenario alone (used while developing the bench).
+memory_for_test(Ctx, N) -> memory(Ctx, N).
 
 -define(TOPIC, <<"bench">>).
 -define(PARTITIONS, 8).
@@ -33,7 +37,8 @@ main(Args) ->
         idle_latency(Ctx, case Quick of true -> 20; false -> 100 end)
     ] ++ case Quick of
         true -> [];
-        false -> [produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}])]
+        false -> [produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}]),
+                  memory(Ctx, 2048)]
     end,
     Results = maps:from_list(lists:append(Results0)),
     Checks = checks(Results),
@@ -197,6 +202,49 @@ wait_assigned(C, Tries) ->
         {ok, [_ | _]} -> ok;
         _ -> timer:sleep(100), wait_assigned(C, Tries - 1)
     end.
+
+%% Producing N MiB as 1 MiB binaries, each made just before it is produced and dropped
+%% after: with zero copy a payload is held once (a BEAM binary, until its report), never
+%% also inside librdkafka, so the VM's RSS may grow by at most librdkafka's queue bound
+%% (queue_buffering_max_kbytes) + 10%.
+memory(Ctx, N) ->
+    QueueKb = 262144,
+    erlang:garbage_collect(),
+    Rss0 = rss_kb(),
+    C = producer(Ctx, bench_mem, [{delivery_report_only_error, true}, {queue_buffering_max_kbytes, QueueKb},
+                                  {message_max_bytes, 2000000}]),
+    Sampler = spawn_link(fun() -> sample_memory(0, 0) end),
+    {Secs, _} = measure(fun() ->
+        _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, [crypto_free_binary(I * 16 + J) || J <- lists:seq(1, 16)])
+             || I <- lists:seq(0, N div 16 - 1)],
+        ok = erlkaf:flush(C, 600000)
+    end),
+    Sampler ! {stop, self()},
+    {PeakRss, PeakBin} = receive {peak, R, B} -> {R, B} end,
+    ok = erlkaf:stop_client(C),
+    Growth = PeakRss - Rss0,
+    progress("memory: ~p MiB as 1 MiB binaries in ~.1f s; RSS +~p MiB (queue bound ~p MiB), peak binary memory ~p MiB",
+             [N, Secs, Growth div 1024, QueueKb div 1024, PeakBin div (1024 * 1024)]),
+    [{memory_1mib, #{mib => N, rss_growth_kb => Growth, queue_kb => QueueKb, peak_binary_bytes => PeakBin,
+                     ratio => Growth / (QueueKb * 1.1)}}].
+
+crypto_free_binary(I) ->
+    %% Distinct contents without the crypto application.
+    <<I:64, (binary:copy(<<(I rem 251)>>, 1048576 - 8))/binary>>.
+
+sample_memory(Rss, Bin) ->
+    receive
+        {stop, From} -> From ! {peak, max(Rss, rss_kb()), Bin}
+    after 50 ->
+        sample_memory(max(Rss, rss_kb()), max(Bin, erlang:memory(binary)))
+    end.
+
+%% Resident set size of this VM (Linux).
+rss_kb() ->
+    {ok, S} = file:read_file("/proc/self/status"),
+    [_, Rest] = binary:split(S, <<"VmRSS:">>),
+    [Kb | _] = string:lexemes(Rest, " \t\n"),
+    binary_to_integer(Kb).
 
 produce_sizes(Ctx, Sizes) ->
     Rows = [begin
@@ -380,7 +428,9 @@ checks(R) ->
      {"consume (batch) / raw", ratio(R, consume_batch), ">= 0.7", ratio(R, consume_batch) >= 0.7},
      {"delivery p99 - raw p99 (ms)", (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000, "<= 1",
       maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat) =< 1000},
-     {"longest NIF call (ms)", float(NifMs), "< 1", NifMs < 1}].
+     {"longest NIF call (ms)", float(NifMs), "< 1", NifMs < 1}]
+    ++ [{"RSS growth producing 1 MiB binaries / (queue bound + 10%)", maps:get(ratio, M), "<= 1", maps:get(ratio, M) =< 1}
+        || {ok, M} <- [maps:find(memory_1mib, R)]].
 
 ratio(R, K) -> maps:get(ratio, maps:get(K, R)).
 
