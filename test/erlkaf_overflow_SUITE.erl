@@ -29,7 +29,9 @@ t_drop_records_refuses_at_once_and_counts(Config) ->
     erlkaf_test_lib:reporting_producer(C, Config, small_queue(drop_records, [])),
     Refs = [begin {ok, R} = erlkaf:produce(C, T, 0, undefined, <<"v">>, []), R end || _ <- lists:seq(1, 10)],
     {Us, {error, queue_full}} = timer:tc(fun() -> erlkaf:produce(C, T, 0, undefined, <<"v">>, []) end),
-    ?assert(Us < 50000),
+    %% "At once": far below the 30 s that block_calling_process would wait (no tight
+    %% bound: the machine is shared).
+    ?assert(Us < 5000000),
     {error, {queue_full, [], Rest}} = erlkaf:produce_batch(C, T, [<<"a">>, <<"b">>]),
     ?assertEqual([<<"a">>, <<"b">>], Rest),
     {ok, #{dropped := 3, outq_len := 10}} = erlkaf:producer_info(C),
