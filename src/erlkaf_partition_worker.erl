@@ -68,9 +68,14 @@ loop(#w{epoch = Current} = W) ->
         {erlkaf_epoch, Epoch} ->
             loop(W#w{epoch = max(Epoch, Current)});
         {erlkaf_stop, From, Tag} ->
-            From ! {erlkaf_worker_stopped, Tag, self()},
-            exit(normal)
+            stopped(From, Tag)
     end.
+
+%% Answers a stop request (offsets are stored by then) and ends the worker.
+-spec stopped(pid(), term()) -> no_return().
+stopped(From, Tag) ->
+    From ! {erlkaf_worker_stopped, Tag, self()},
+    exit(normal).
 
 %% Runs a pushed batch through the handler, then acks it.
 batch(Msgs, #w{dispatch = one_by_one} = W) ->
@@ -104,8 +109,7 @@ check_stop(#erlkaf_msg{offset = O}, BatchDone, W) ->
     receive
         {erlkaf_stop, From, Tag} ->
             ack(O, W),
-            From ! {erlkaf_worker_stopped, Tag, self()},
-            exit(normal)
+            stopped(From, Tag)
     after 0 ->
         case BatchDone of
             true -> ack(O, W);
@@ -151,8 +155,7 @@ retry(Input, Last, #w{max_retries = Max} = W, Attempt, Reason) when Max =:= infi
                    #{domain => [erlkaf]}),
     receive
         {erlkaf_stop, From, Tag} ->
-            From ! {erlkaf_worker_stopped, Tag, self()},
-            exit(normal)
+            stopped(From, Tag)
     after Backoff ->
         handle(Input, Last, W, Attempt + 1)
     end;

@@ -301,11 +301,7 @@ impl Shared {
                 // SAFETY: e is null or ours.
                 drop(unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(e) });
             }
-            f.inflight = 0;
-            if f.paused {
-                f.paused = false;
-                pause(n, topic, partition, false);
-            }
+            reset_credit(n, f, topic, partition);
             Ok(())
         })
     }
@@ -331,12 +327,8 @@ impl Shared {
             }
             let mut flow = self.flow.lock();
             let f = flow.entry((topic.to_string(), partition)).or_default();
-            f.inflight = 0;
             f.next = (offset >= 0).then_some(offset);
-            if f.paused {
-                f.paused = false;
-                pause(n, topic, partition, false);
-            }
+            reset_credit(n, f, topic, partition);
             Ok(())
         })
     }
@@ -418,6 +410,16 @@ impl Shared {
             // Nothing stored since the last commit is not a failure.
             if err.is_ok() || err.name() == "no_offset" { Ok(()) } else { Err(Error::Kafka(err)) }
         })
+    }
+}
+
+/// A partition whose unacknowledged batches will never be acknowledged (rewound or
+/// sought): full credit again, and fetching if flow control had paused it.
+fn reset_credit(n: &Native, f: &mut Flow, topic: &str, partition: i32) {
+    f.inflight = 0;
+    if f.paused {
+        f.paused = false;
+        pause(n, topic, partition, false);
     }
 }
 

@@ -104,6 +104,14 @@ pub fn event_term<'a>(env: Env<'a>, event: ClientEvent<'_>) -> Term<'a> {
 impl Sink<Keep> for NifSink {
     fn deliveries(&mut self, reports: &[Delivery<'_, Keep>]) {
         let mode = self.mode;
+        // Nothing the producer process wants in this round (successes, errors-only mode):
+        // no message at all.
+        let wanted = |d: &Delivery<'_, Keep>| {
+            mode == ReportMode::All || !d.error().is_ok() || matches!(d.batch.keep().reply, Reply::Sync(_))
+        };
+        if !reports.iter().any(wanted) {
+            return;
+        }
         let owner = self.owner;
         let _ = self.env.send_and_clear(&owner, |env| {
             let mut items: Vec<Term> = Vec::with_capacity(reports.len());
