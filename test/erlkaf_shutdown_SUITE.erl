@@ -86,3 +86,30 @@ t_flush_times_out_with_broker_down(Config) ->
     {ok, _} = erlkaf:produce(C, T, <<"k">>, <<"v">>),
     {Us, {error, timeout}} = timer:tc(fun() -> erlkaf:flush(C, 200) end),
     ?assert(Us >= 190000).
+
+%% produce/4 calls share open batches (erlkaf_core::open): every report still carries its
+%% own ref and value, and the batches are released once idle, without a stop.
+t_single_messages_release_their_batches_when_idle(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, []),
+    Parent = self(),
+    %% 4 processes x 150 messages: several open batches, some filled, some left open;
+    %% a few values above the 64 KiB batch limit close batches early.
+    Pids = [spawn_link(fun() ->
+                Sent = [begin
+                            V = case I rem 50 of
+                                    0 -> binary:copy(<<P>>, 70000);
+                                    _ -> <<P, I:32>>
+                                end,
+                            {ok, R} = erlkaf:produce(C, T, <<"k">>, V),
+                            {R, V}
+                        end || I <- lists:seq(1, 150)],
+                Parent ! {sent, self(), Sent}
+            end) || P <- lists:seq(1, 4)],
+    Sent = lists:append([receive {sent, Pid, S} -> S end || Pid <- Pids]),
+    Got = erlkaf_test_lib:collect_reports(C, [R || {R, _} <- Sent]),
+    [{ok, V} = {S, M#erlkaf_msg.value} || {R, V} <- Sent, {S, M} <- [maps:get(R, Got)]],
+    erlkaf_test_lib:wait_until(fun() ->
+        #{live_batches := B, outstanding := O} = erlkaf_nif:nif_counters(),
+        B =:= 0 andalso O =:= 0
+    end, 5000).

@@ -16,14 +16,49 @@ use std::sync::Arc;
 
 /// Counters of live ledger objects ("outstanding": messages of live batches not yet
 /// released), for leak tests and statistics.
+///
+/// Producing threads only write `created` and the releasing thread (the event pump) only
+/// writes `released`; each sits on its own cache line, so a produce call and a delivery
+/// report never fight over one line. Live counts are the differences.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Batches not yet freed.
-    pub live_batches: AtomicI64,
-    /// Messages accepted by librdkafka and not yet reported.
-    pub outstanding: AtomicI64,
+    created: Tally,
+    released: Tally,
     /// Releases refused because the slot was released already (must stay 0).
     pub double_releases: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Tally {
+    batches: AtomicI64,
+    messages: AtomicI64,
+}
+
+impl Tally {
+    fn add(&self, batches: i64, messages: i64) {
+        if batches != 0 {
+            self.batches.fetch_add(batches, Ordering::Relaxed);
+        }
+        if messages != 0 {
+            self.messages.fetch_add(messages, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Counters {
+    /// Batches not yet freed.
+    pub fn live_batches(&self) -> i64 {
+        // Released first: a release is always preceded by its creation.
+        let r = self.released.batches.load(Ordering::SeqCst);
+        self.created.batches.load(Ordering::SeqCst) - r
+    }
+
+    /// Messages accepted by librdkafka (or being handed to it) and not yet released.
+    pub fn outstanding(&self) -> i64 {
+        let r = self.released.messages.load(Ordering::SeqCst);
+        self.created.messages.load(Ordering::SeqCst) - r
+    }
 }
 
 /// Process-wide counters (all clients).
@@ -99,10 +134,8 @@ impl<K: Send + Sync> BatchHandle<K> {
         // Counted as outstanding from the start: a report may arrive (and be counted down)
         // before produce returns, and the handle must not be touched after its last slot
         // was handed to librdkafka.
-        arc.counters.live_batches.fetch_add(1, Ordering::Relaxed);
-        arc.counters.outstanding.fetch_add(n as i64, Ordering::Relaxed);
-        global().live_batches.fetch_add(1, Ordering::Relaxed);
-        global().outstanding.fetch_add(n as i64, Ordering::Relaxed);
+        arc.counters.created.add(1, n as i64);
+        global().created.add(1, n as i64);
         BatchHandle { batch: Arc::into_raw(arc) }
     }
 
@@ -144,11 +177,12 @@ unsafe fn release_slot<K>(opaque: *mut std::ffi::c_void) -> bool {
         global().double_releases.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    batch.counters.outstanding.fetch_sub(1, Ordering::Relaxed);
-    global().outstanding.fetch_sub(1, Ordering::Relaxed);
+    // Counted before the batch may be freed by another thread's release.
+    batch.counters.released.add(0, 1);
+    global().released.add(0, 1);
     if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        batch.counters.live_batches.fetch_sub(1, Ordering::Relaxed);
-        global().live_batches.fetch_sub(1, Ordering::Relaxed);
+        batch.counters.released.add(1, 0);
+        global().released.add(1, 0);
         drop(Arc::from_raw(slot.batch));
     }
     true
@@ -211,8 +245,8 @@ mod tests {
                 reported += 1;
             }
             prop_assert_eq!(freed.load(Ordering::SeqCst), 1);
-            prop_assert_eq!(counters.live_batches.load(Ordering::SeqCst), 0);
-            prop_assert_eq!(counters.outstanding.load(Ordering::SeqCst), 0);
+            prop_assert_eq!(counters.live_batches(), 0);
+            prop_assert_eq!(counters.outstanding(), 0);
             prop_assert_eq!(reported, accepted.len());
         }
     }

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod message;
 pub mod mock;
 pub mod native;
+pub mod open;
 pub mod producer;
 pub mod pump;
 pub mod reaper;

@@ -19,13 +19,13 @@ use crate::config::Properties;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ledger::{BatchHandle, Counters};
 use crate::native::{NativeHeaders, NativePtr, NativeQueue, NativeTopic};
+use crate::open::{OpenBatches, SlotUse};
 use crate::pump::{Pump, Sink};
 use parking_lot::{Mutex, RwLock};
 use rdkafka_sys as rd;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,15 @@ pub struct ProduceOutcome {
     pub error: Option<Error>,
 }
 
+/// Why [`Shared::produce_open`] did not produce.
+#[derive(Debug)]
+pub enum OpenError<E> {
+    /// The fill function failed.
+    Fill(E),
+    /// librdkafka (or the client's state) refused the message.
+    Kafka(Error),
+}
+
 /// What teardown did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -71,6 +80,7 @@ pub struct ShutdownReport {
 pub struct Shared<K> {
     state: RwLock<State>,
     counters: Arc<Counters>,
+    open: Arc<OpenBatches<K>>,
     _keep: PhantomData<fn() -> K>,
 }
 
@@ -115,12 +125,17 @@ impl<K: Send + Sync + 'static> Producer<K> {
         // SAFETY: live handle; the main queue reference is ours to destroy.
         let queue = unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_get_main(kafka.ptr())) }
             .ok_or_else(|| Error::ClientCreation("no main queue".into()))?;
-        let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink)
+        let counters = Arc::new(Counters::default());
+        let open = Arc::new(OpenBatches::new(counters.clone()));
+        let idle = open.clone();
+        let tick: Box<dyn FnMut() + Send> = Box::new(move || idle.close_idle());
+        let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink, Some(tick))
             .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
         let native = Native { topics: RwLock::new(HashMap::new()), queue, kafka };
         let shared = Arc::new(Shared {
             state: RwLock::new(State { closed: false, native: Some(native) }),
-            counters: Arc::new(Counters::default()),
+            counters,
+            open,
             _keep: PhantomData,
         });
         Ok(Producer { shared, pump: Mutex::new(Some(pump)) })
@@ -153,6 +168,7 @@ impl<K: Send + Sync + 'static> Drop for Producer<K> {
 fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_timeout: Duration) -> ShutdownReport {
     // No produce call runs past this point (they hold the read lock while producing).
     shared.state.write().closed = true;
+    shared.open.close_all();
     let mut report = ShutdownReport { flushed: shared.flush(flush_timeout).is_ok(), ..Default::default() };
     if !report.flushed {
         let st = shared.state.read();
@@ -167,7 +183,7 @@ fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_t
         let _ = shared.flush(Duration::from_secs(10));
     }
     let sink = pump.stop();
-    report.unreported = shared.counters.outstanding.load(Ordering::SeqCst);
+    report.unreported = shared.counters.outstanding();
     // The pump is gone: release topics, queue and client now (destroy on the reaper),
     // not when the last reference to this producer happens to be collected.
     let native = shared.state.write().native.take();
@@ -212,6 +228,36 @@ impl<K: Send + Sync + 'static> Shared<K> {
             }
         }
         ProduceOutcome { accepted: msgs.len(), error: None }
+    }
+
+    /// Produces one message into this thread's open batch (see [`crate::open`]):
+    /// `fill(keep, index)` saves what the report will need in the keep and returns the
+    /// value, which must point into the keep; `msg.value` is ignored.
+    ///
+    /// # Safety
+    /// The value returned by `fill` must stay valid and unchanged as long as the keep lives.
+    pub unsafe fn produce_open<E>(
+        &self,
+        msg: &OutMessage<'_>,
+        make_keep: impl FnOnce() -> K,
+        fill: impl FnOnce(&K, usize) -> std::result::Result<Option<&'static [u8]>, E>,
+    ) -> std::result::Result<(), OpenError<E>> {
+        let st = self.state.read();
+        let native = match (&st.closed, &st.native) {
+            (false, Some(n)) => n,
+            _ => return Err(OpenError::Kafka(Error::ClientStopped)),
+        };
+        let rkt = native.topic(msg.topic).map_err(OpenError::Kafka)?;
+        self.open.with_slot(make_keep, |keep, i, opaque| match fill(keep, i) {
+            Err(e) => SlotUse::Unused(Err(OpenError::Fill(e))),
+            Ok(value) => {
+                let m = OutMessage { value, ..*msg };
+                match produce_one(native.kafka.ptr(), rkt, &m, opaque) {
+                    Ok(()) => SlotUse::Produced(Ok(()), value.map_or(0, |v| v.len())),
+                    Err(e) => SlotUse::Unused(Err(OpenError::Kafka(e))),
+                }
+            }
+        })
     }
 
     /// Creates a topic handle with its own configuration. `Error::TopicExists` when a

@@ -119,18 +119,31 @@ unsafe impl Send for QueuePtr {}
 
 impl<K: Send + Sync + 'static> Pump<K> {
     /// Starts the pump on `queue`. The queue must outlive the pump (the owner joins first).
-    pub(crate) fn start(name: String, queue: &NativeQueue, mut sink: Box<dyn Sink<K>>) -> std::io::Result<Pump<K>> {
+    /// `tick` runs on the pump thread about every `open::IDLE_CLOSE` (between rounds).
+    pub(crate) fn start(
+        name: String,
+        queue: &NativeQueue,
+        mut sink: Box<dyn Sink<K>>,
+        mut tick: Option<Box<dyn FnMut() + Send>>,
+    ) -> std::io::Result<Pump<K>> {
         let stop = Arc::new(AtomicBool::new(false));
         let q = QueuePtr(queue.ptr());
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let q = q;
             let mut state = Round::default();
+            let mut last_tick = std::time::Instant::now();
             loop {
+                if let Some(t) = tick.as_mut() {
+                    if last_tick.elapsed() >= crate::open::IDLE_CLOSE {
+                        last_tick = std::time::Instant::now();
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t()));
+                    }
+                }
                 // A panic in one round must not stop the pump: later reports still have to
                 // release their payloads.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    state.run(q.0, &mut *sink, 100)
+                    state.run(q.0, &mut *sink, if tick.is_some() { 20 } else { 100 })
                 }));
                 let drained = matches!(r, Ok(0));
                 if drained && flag.load(Ordering::Acquire) {

@@ -135,7 +135,7 @@ fn batch_is_reported_once_per_message_with_offsets() {
     assert!(rep.flushed);
     assert_eq!(rep.unreported, 0);
     // Slots are released after the sink returned: checked once the pump has stopped.
-    assert_eq!(p.shared().counters().live_batches.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(p.shared().counters().live_batches(), 0);
 }
 
 #[test]

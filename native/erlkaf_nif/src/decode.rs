@@ -46,15 +46,19 @@ impl Bad {
     }
 }
 
-/// A decoded message; `value` points into the batch env.
+/// A decoded message. `value` is the caller's term (binary or list, `None`: null) until
+/// [`value_in`] puts it into a batch env.
 pub struct Decoded<'a> {
     pub partition: i32,
     pub key: Option<Binary<'a>>,
-    pub value: Option<&'static [u8]>,
-    pub value_term: Option<rustler::sys::ErlNifTerm>,
+    pub value: Option<Term<'a>>,
     pub headers: Vec<(Binary<'a>, Option<Binary<'a>>)>,
     pub timestamp: i64,
 }
+
+/// A value put into the batch env: its bytes (valid while the env lives) and, for a
+/// binary, its term there (reports reuse it instead of copying bytes).
+pub type KeptValue = (Option<&'static [u8]>, Option<rustler::sys::ErlNifTerm>);
 
 fn is_undefined(t: Term) -> bool {
     t.get_type() == TermType::Atom && t == atoms::undefined().to_term(t.get_env())
@@ -116,15 +120,21 @@ fn headers<'a>(t: Term<'a>) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad
     Ok(out)
 }
 
-/// Value: copied into the batch env (no byte copy for refc binaries), or null.
-fn value(keep: &Keep, t: Term) -> Result<(Option<&'static [u8]>, Option<rustler::sys::ErlNifTerm>), Bad> {
+/// Value: binary, iolist (checked when it is flattened) or null.
+fn value(t: Term) -> Result<Option<Term>, Bad> {
     if is_undefined(t) {
-        return Ok((None, None));
+        return Ok(None);
     }
-    let is_bin = t.is_binary();
-    if !is_bin && t.get_type() != TermType::List {
+    if !t.is_binary() && t.get_type() != TermType::List {
         return Err(Bad::Value);
     }
+    Ok(Some(t))
+}
+
+/// Puts a decoded value into the batch env (no byte copy for refc binaries).
+pub fn value_in(keep: &Keep, v: Option<Term>) -> Result<KeptValue, Bad> {
+    let Some(t) = v else { return Ok((None, None)) };
+    let is_bin = t.is_binary();
     let copy = keep.copy_in(t.as_c_arg());
     let bytes = keep.bytes(copy, is_bin).ok_or(Bad::Value)?;
     Ok((Some(bytes), if is_bin { Some(copy) } else { None }))
@@ -148,23 +158,23 @@ fn timestamp(t: Term) -> Result<i64, Bad> {
 }
 
 /// Decodes one message (see the module doc for the forms).
-pub fn message<'a>(keep: &Keep, t: Term<'a>) -> Result<Decoded<'a>, Bad> {
-    let mut d = Decoded { partition: -1, key: None, value: None, value_term: None, headers: Vec::new(), timestamp: 0 };
+pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
+    let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0 };
     match t.get_type() {
         TermType::Binary | TermType::List => {
-            (d.value, d.value_term) = value(keep, t)?;
+            d.value = value(t)?;
         }
         TermType::Tuple => {
             let elems = rustler::types::tuple::get_tuple(t).map_err(|_| Bad::Message)?;
             match elems.as_slice() {
                 [k, v] => {
                     d.key = bytes_opt(*k, Bad::Key)?;
-                    (d.value, d.value_term) = value(keep, *v)?;
+                    d.value = value(*v)?;
                 }
                 [p, k, v, h, ts] => {
                     d.partition = partition(*p)?;
                     d.key = bytes_opt(*k, Bad::Key)?;
-                    (d.value, d.value_term) = value(keep, *v)?;
+                    d.value = value(*v)?;
                     d.headers = headers(*h)?;
                     d.timestamp = timestamp(*ts)?;
                 }
@@ -181,7 +191,7 @@ pub fn message<'a>(keep: &Keep, t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                 d.key = bytes_opt(k, Bad::Key)?;
             }
             if let Some(v) = get(atoms::value()) {
-                (d.value, d.value_term) = value(keep, v)?;
+                d.value = value(v)?;
             }
             if let Some(h) = get(atoms::headers()) {
                 d.headers = headers(h)?;

@@ -40,12 +40,18 @@ pub enum Reply {
     Sync(ErlNifTerm),
 }
 
+/// One message's saved terms. Written once, by the producing call, before the message
+/// is handed to librdkafka; read by the pump after its report (librdkafka's queue locks
+/// order the two).
+struct SavedCell(std::cell::UnsafeCell<Saved>);
+
+const NOTHING: Saved = Saved { msg_ref: None, value: None };
+
 /// The batch env and what was saved in it.
 pub struct Keep {
     env: *mut ErlNifEnv,
-    /// One entry per message of the batch, by index (inline for small batches: no
-    /// allocation on the single-message path).
-    pub saved: smallvec::SmallVec<[Saved; 2]>,
+    /// One entry per message of the batch, by index (inline for small batches).
+    saved: smallvec::SmallVec<[SavedCell; 2]>,
     /// Where the reports go.
     pub reply: Reply,
 }
@@ -64,6 +70,32 @@ impl Keep {
         // SAFETY: plain allocation when the pool is empty.
         let env = pooled.map(|e| e.0).unwrap_or_else(|| unsafe { sys::enif_alloc_env() });
         Keep { env, saved: smallvec::SmallVec::new(), reply: Reply::Owner }
+    }
+
+    /// A keep for an open batch of `slots` messages (reports to the owner).
+    pub fn with_slots(slots: usize) -> Keep {
+        let mut k = Keep::new();
+        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(NOTHING))).collect();
+        k
+    }
+
+    /// Sets every message's saved terms (before the batch is shared).
+    pub fn set_saved(&mut self, saved: impl Iterator<Item = Saved>) {
+        self.saved = saved.map(|s| SavedCell(std::cell::UnsafeCell::new(s))).collect();
+    }
+
+    /// Saves message `i`'s terms in an open batch.
+    ///
+    /// # Safety
+    /// Only the thread filling slot `i`, before message `i` is handed to librdkafka.
+    pub unsafe fn save(&self, i: usize, s: Saved) {
+        *self.saved[i].0.get() = s;
+    }
+
+    /// Message `i`'s saved terms (nothing saved: both `None`).
+    pub fn saved(&self, i: usize) -> Saved {
+        // SAFETY: written before the message was produced (see SavedCell).
+        self.saved.get(i).map_or(NOTHING, |c| unsafe { *c.0.get() })
     }
 
     /// Copies `term` into the batch env (refcount bump for refc binaries).

@@ -22,8 +22,8 @@ fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
     let g = erlkaf_core::ledger::global();
     let pairs = [
-        (atoms::live_batches().encode(env), g.live_batches.load(SeqCst).encode(env)),
-        (atoms::outstanding().encode(env), g.outstanding.load(SeqCst).encode(env)),
+        (atoms::live_batches().encode(env), g.live_batches().encode(env)),
+        (atoms::outstanding().encode(env), g.outstanding().encode(env)),
         (atoms::double_releases().encode(env), g.double_releases.load(SeqCst).encode(env)),
         (atoms::live_clients().encode(env), erlkaf_core::client::live_clients().encode(env)),
         (atoms::live_mocks().encode(env), erlkaf_core::mock::live_clusters().encode(env)),

@@ -9,7 +9,7 @@ use crate::keep::{Keep, Reply, Saved};
 use crate::resource::ProducerRes;
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
-use erlkaf_core::producer::{OutMessage, Producer};
+use erlkaf_core::producer::{OpenError, OutMessage, Producer};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
@@ -55,24 +55,29 @@ fn producer_produce<'a>(
     reply: Term<'a>,
     want_refs: bool,
 ) -> NifResult<Term<'a>> {
-    let started = Instant::now();
     let topic = topic.decode_as_binary()?;
+    let sync = reply.get_type() == rustler::TermType::Ref;
+    if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
+        if tail.is_empty_list() {
+            return Ok(produce_single(env, &res, topic.as_slice(), head, messages, want_refs));
+        }
+    }
+    let started = Instant::now();
     let mut keep = Keep::new();
-    if reply.get_type() == rustler::TermType::Ref {
+    if sync {
         keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
     }
-    // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail. SmallVecs:
-    // produce/4 (one message) allocates nothing here.
-    let mut decoded: SmallVec<[decode::Decoded; 2]> = SmallVec::new();
+    // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail.
+    let mut decoded: SmallVec<[(decode::Decoded, decode::KeptValue); 2]> = SmallVec::new();
     let mut tails: SmallVec<[Term<'a>; 2]> = SmallVec::new();
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
     while decoded.len() < MAX_PER_CALL {
         let Ok((head, tail)) = rest.list_get_cell() else { break };
-        match decode::message(&keep, head) {
-            Ok(d) => {
+        match decode::message(head).and_then(|d| Ok((decode::value_in(&keep, d.value)?, d))) {
+            Ok((kept, d)) => {
                 tails.push(rest);
-                decoded.push(d);
+                decoded.push((d, kept));
                 rest = tail;
             }
             Err(b) => {
@@ -92,33 +97,24 @@ fn producer_produce<'a>(
     let refs: SmallVec<[Term<'a>; 2]> =
         if want_refs { decoded.iter().map(|_| env.make_ref().into()).collect() } else { SmallVec::new() };
     let save_refs = want_refs && (res.keep_refs || matches!(keep.reply, Reply::Sync(_)));
-    keep.saved = decoded
+    let saved: SmallVec<[Saved; 2]> = decoded
         .iter()
         .enumerate()
-        .map(|(i, d)| Saved { msg_ref: save_refs.then(|| keep.copy_in(refs[i].as_c_arg())), value: d.value_term })
+        .map(|(i, (_, (_, term)))| Saved { msg_ref: save_refs.then(|| keep.copy_in(refs[i].as_c_arg())), value: *term })
         .collect();
-    let headers: SmallVec<[Vec<(&[u8], Option<&[u8]>)>; 2]> = decoded
-        .iter()
-        .map(|d| d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect())
-        .collect();
+    keep.set_saved(saved.into_iter());
+    let headers: SmallVec<[Vec<(&[u8], Option<&[u8]>)>; 2]> =
+        decoded.iter().map(|(d, _)| header_slices(d).collect()).collect();
     let out: SmallVec<[OutMessage; 2]> = decoded
         .iter()
         .zip(&headers)
-        .map(|(d, h)| OutMessage {
-            topic: topic.as_slice(),
-            partition: d.partition,
-            key: d.key.as_ref().map(|k| k.as_slice()),
-            value: d.value,
-            headers: h,
-            timestamp: d.timestamp,
-        })
+        .map(|((d, (bytes, _)), h)| out_message(topic.as_slice(), d, *bytes, h))
         .collect();
     let n = out.len();
     // SAFETY: every value slice points into `keep`'s env (decode::value), which the batch
     // keeps alive until the last report.
     let outcome = if n == 0 { None } else { Some(unsafe { res.producer.shared().produce(keep, &out) }) };
-    let elapsed = started.elapsed();
-    let percent = (elapsed.as_micros() / 10).clamp(1, 100) as i32;
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
     let ref_list = |k: usize| refs[..k].encode(env);
     let refs_out = |k: usize| if want_refs { ref_list(k) } else { k.encode(env) };
@@ -134,6 +130,59 @@ fn producer_produce<'a>(
         }
         (_, None) if rest.is_empty_list() => Ok((atoms::ok(), refs_out(n)).encode(env)),
         _ => Ok((atoms::more(), refs_out(n), rest).encode(env)),
+    }
+}
+
+fn header_slices<'d, 'a>(d: &'d decode::Decoded<'a>) -> impl Iterator<Item = (&'d [u8], Option<&'d [u8]>)> + use<'d, 'a> {
+    d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())))
+}
+
+fn out_message<'m>(
+    topic: &'m [u8],
+    d: &'m decode::Decoded,
+    value: Option<&'static [u8]>,
+    headers: &'m [(&'m [u8], Option<&'m [u8]>)],
+) -> OutMessage<'m> {
+    OutMessage { topic, partition: d.partition, key: d.key.as_ref().map(|k| k.as_slice()), value, headers, timestamp: d.timestamp }
+}
+
+/// One message reported to the owner (`produce/4..7`): it takes a slot of this thread's
+/// open batch instead of a batch of its own (see erlkaf_core::open). Same replies as
+/// `producer_produce`.
+fn produce_single<'a>(
+    env: Env<'a>,
+    res: &ProducerRes,
+    topic: &[u8],
+    head: Term<'a>,
+    messages: Term<'a>,
+    want_refs: bool,
+) -> Term<'a> {
+    let refused = |reason: Term<'a>| {
+        let none = if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
+        (atoms::error(), reason, none, messages).encode(env)
+    };
+    let d = match decode::message(head) {
+        Ok(d) => d,
+        Err(b) => return refused((atoms::badarg(), b.atom()).encode(env)),
+    };
+    let msg_ref: Option<Term<'a>> = want_refs.then(|| env.make_ref().into());
+    let save_ref = want_refs && res.keep_refs;
+    let headers: SmallVec<[(&[u8], Option<&[u8]>); 4]> = header_slices(&d).collect();
+    let out = out_message(topic, &d, None, &headers);
+    // SAFETY: the value returned by the fill closure points into the open batch's env,
+    // which the ledger keeps until the message's report.
+    let r: Result<(), OpenError<Bad>> = unsafe {
+        res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
+            let (bytes, term) = decode::value_in(keep, d.value)?;
+            keep.save(i, Saved { msg_ref: msg_ref.filter(|_| save_ref).map(|r| keep.copy_in(r.as_c_arg())), value: term });
+            Ok(bytes)
+        })
+    };
+    match (r, msg_ref) {
+        (Ok(()), Some(r)) => (atoms::ok(), Term::list_new_empty(env).list_prepend(r)).encode(env),
+        (Ok(()), None) => (atoms::ok(), 1).encode(env),
+        (Err(OpenError::Fill(b)), _) => refused((atoms::badarg(), b.atom()).encode(env)),
+        (Err(OpenError::Kafka(e)), _) => refused(reason(env, &e)),
     }
 }
 

@@ -57,8 +57,8 @@ fn saved<'a>(env: Env<'a>, term: rustler::sys::ErlNifTerm) -> Term<'a> {
 
 /// The value of a reported message: the saved term (no copy) or librdkafka's bytes.
 fn report_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> Term<'a> {
-    match d.batch.keep().saved.get(d.index) {
-        Some(Saved { value: Some(v), .. }) => saved(env, *v),
+    match d.batch.keep().saved(d.index) {
+        Saved { value: Some(v), .. } => saved(env, v),
         _ => opt_binary(env, d.message.payload()),
     }
 }
@@ -120,8 +120,8 @@ impl Sink<Keep> for NifSink {
             for d in reports {
                 let err = d.error();
                 let keep = d.batch.keep();
-                let msg_ref = match keep.saved.get(d.index) {
-                    Some(Saved { msg_ref: Some(r), .. }) => saved(env, *r),
+                let msg_ref = match keep.saved(d.index) {
+                    Saved { msg_ref: Some(r), .. } => saved(env, r),
                     _ => atoms::undefined().encode(env),
                 };
                 match keep.reply {

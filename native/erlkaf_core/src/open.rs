@@ -1,0 +1,192 @@
+//! Open batches: single-message produce calls from one thread share a batch.
+//!
+//! A batch per produce call costs an allocation, a fresh keep (for the NIF: an env and its
+//! heap) and counter updates, which is more than librdkafka spends on a small message.
+//! So `produce/4` takes the next slot of its thread's *open batch* instead: a batch of
+//! [`CAPACITY`] slots created on first use. Every message still goes to librdkafka at
+//! once, in call order; only the ledger bookkeeping is shared.
+//!
+//! A batch is closed (its unused slots refused, so the ledger frees it after the last
+//! report) when it is full, when its payloads reach [`MAX_BYTES`] (large values are never
+//! held back by small ones), when [`OpenBatches::close_idle`] finds it untouched since the
+//! previous call (the pump calls it about every [`IDLE_CLOSE`]), and at teardown.
+//!
+//! Shards are picked by a per-thread index: a BEAM scheduler is one OS thread, so a
+//! shard's mutex is almost never contended.
+
+use crate::ledger::{BatchHandle, Counters};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Slots per open batch.
+pub const CAPACITY: usize = 64;
+/// Payload bytes after which an open batch is closed.
+pub const MAX_BYTES: usize = 64 * 1024;
+/// How often the pump looks for idle open batches.
+pub const IDLE_CLOSE: Duration = Duration::from_millis(20);
+const SHARDS: usize = 32;
+
+struct Open<K> {
+    handle: BatchHandle<K>,
+    used: usize,
+    bytes: usize,
+    touched: bool,
+}
+
+impl<K: Send + Sync> Open<K> {
+    /// Refuses the unused slots: the batch is freed once its used slots were reported.
+    fn close(self) {
+        for i in self.used..CAPACITY {
+            self.handle.refuse(i);
+        }
+    }
+}
+
+#[repr(align(64))]
+struct Shard<K>(Mutex<Option<Open<K>>>);
+
+/// The open batches of one producer.
+pub struct OpenBatches<K> {
+    shards: Box<[Shard<K>]>,
+    counters: Arc<Counters>,
+}
+
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    INDEX.with(|i| *i)
+}
+
+/// What [`OpenBatches::with_slot`]'s closure did with its slot.
+pub enum SlotUse<R> {
+    /// Handed to librdkafka with a payload of this many bytes: its report releases it.
+    Produced(R, usize),
+    /// Not handed to librdkafka: the slot is released now.
+    Unused(R),
+}
+
+impl<K: Send + Sync> OpenBatches<K> {
+    /// No open batch yet; batches count in `counters`.
+    pub fn new(counters: Arc<Counters>) -> Self {
+        OpenBatches { shards: (0..SHARDS).map(|_| Shard(Mutex::new(None))).collect(), counters }
+    }
+
+    /// Runs `f` with the keep, index and librdkafka opaque of the next slot of this
+    /// thread's open batch (opened with `make_keep` when there is none).
+    pub fn with_slot<R>(
+        &self,
+        make_keep: impl FnOnce() -> K,
+        f: impl FnOnce(&K, usize, *mut std::ffi::c_void) -> SlotUse<R>,
+    ) -> R {
+        let mut shard = self.shards[shard_index()].0.lock();
+        let open = shard.get_or_insert_with(|| Open {
+            handle: BatchHandle::new(make_keep(), CAPACITY, self.counters.clone()),
+            used: 0,
+            bytes: 0,
+            touched: true,
+        });
+        let i = open.used;
+        open.used += 1;
+        open.touched = true;
+        let r = match f(open.handle.batch().keep(), i, open.handle.opaque(i)) {
+            SlotUse::Produced(r, bytes) => {
+                open.bytes += bytes;
+                r
+            }
+            SlotUse::Unused(r) => {
+                open.handle.refuse(i);
+                r
+            }
+        };
+        if open.used == CAPACITY || open.bytes >= MAX_BYTES {
+            shard.take().expect("open batch").close();
+        }
+        r
+    }
+
+    /// Closes open batches not used since the previous call (called by the pump).
+    pub fn close_idle(&self) {
+        for shard in self.shards.iter() {
+            // A busy shard is in use: not idle.
+            let Some(mut guard) = shard.0.try_lock() else { continue };
+            match guard.as_mut() {
+                Some(open) if open.touched => open.touched = false,
+                Some(_) => guard.take().expect("open batch").close(),
+                None => {}
+            }
+        }
+    }
+
+    /// Closes every open batch (teardown, once no produce call can run).
+    pub fn close_all(&self) {
+        for shard in self.shards.iter() {
+            if let Some(open) = shard.0.lock().take() {
+                open.close();
+            }
+        }
+    }
+}
+
+impl<K> Drop for OpenBatches<K> {
+    fn drop(&mut self) {
+        // Teardown closes them; a batch still open here would never be freed.
+        debug_assert!(self.shards.iter().all(|s| s.0.lock().is_none()), "open batch left at drop");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Keep(Arc<AtomicUsize>);
+    impl Drop for Keep {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn slot(ob: &OpenBatches<Keep>, freed: &Arc<AtomicUsize>, produced: bool, bytes: usize) -> (usize, usize) {
+        ob.with_slot(
+            || Keep(freed.clone()),
+            |_, i, opaque| if produced { SlotUse::Produced((i, opaque as usize), bytes) } else { SlotUse::Unused((i, 0)) },
+        )
+    }
+
+    #[test]
+    fn full_batch_is_freed_after_its_reports() {
+        let counters = Arc::new(Counters::default());
+        let ob = OpenBatches::new(counters.clone());
+        let freed = Arc::new(AtomicUsize::new(0));
+        let opaques: Vec<usize> = (0..CAPACITY).map(|_| slot(&ob, &freed, true, 10).1).collect();
+        assert_eq!(counters.live_batches(), 1);
+        for o in opaques {
+            assert_eq!(freed.load(Ordering::SeqCst), 0);
+            assert!(unsafe { crate::ledger::release_reported::<Keep>(o as *mut _) });
+        }
+        assert_eq!(freed.load(Ordering::SeqCst), 1);
+        assert_eq!((counters.live_batches(), counters.outstanding()), (0, 0));
+    }
+
+    #[test]
+    fn idle_batch_closes_on_second_look_and_big_payload_closes_at_once() {
+        let counters = Arc::new(Counters::default());
+        let ob = OpenBatches::new(counters.clone());
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (i0, o0) = slot(&ob, &freed, true, 10);
+        let (i1, _) = slot(&ob, &freed, false, 0);
+        assert_eq!((i0, i1), (0, 1));
+        ob.close_idle(); // touched: kept
+        assert_eq!(slot(&ob, &freed, true, MAX_BYTES).0, 2); // closes: too many bytes
+        assert_eq!(counters.live_batches(), 1);
+        assert_eq!(slot(&ob, &freed, true, 1).0, 0); // a new batch
+        ob.close_idle();
+        ob.close_idle(); // untouched since the previous look: closed
+        assert_eq!(counters.live_batches(), 2);
+        assert!(unsafe { crate::ledger::release_reported::<Keep>(o0 as *mut _) });
+        assert_eq!(freed.load(Ordering::SeqCst), 0); // slot 2 of the first batch unreported
+        ob.close_all();
+        assert_eq!(counters.outstanding(), 2);
+    }
+}
