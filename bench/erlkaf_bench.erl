@@ -58,34 +58,44 @@ main(Args) ->
 %% produce_batch from one process; reports are not passed to an Erlang callback one by one
 %% (delivery_report_only_error): the NIF path and the pump, against raw produce.
 produce_batch(Ctx, N, Size) ->
-    Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
-    C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
     Msgs = lists:duplicate(1000, binary:copy(<<"x">>, Size)),
-    {Secs, Health} = measure(fun() ->
-        _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
-        ok = erlkaf:flush(C, 300000)
+    {Rate, Raw, Health} = best_of(Ctx, N, Size, fun() ->
+        C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
+        R = measure(fun() ->
+            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
+            ok = erlkaf:flush(C, 300000)
+        end),
+        ok = erlkaf:stop_client(C),
+        R
     end),
-    ok = erlkaf:stop_client(C),
-    Rate = N / Secs,
-    progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s", [Size, round(Rate), round(rate(Raw))]),
-    [{produce_batch_100b, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw),
-                            health => Health}}].
+    progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s", [Size, round(Rate), round(Raw)]),
+    [{produce_batch_100b, #{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Rate / Raw, health => Health}}].
 
 %% produce/4 with a delivery_report/3 callback module called for every message.
 produce_callback(Ctx, N, Size) ->
-    Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size]),
-    counter_reset(),
-    C = producer(Ctx, bench_cb, [{delivery_report_callback, ?MODULE}]),
     V = binary:copy(<<"x">>, Size),
-    {Secs, Health} = measure(fun() ->
-        produce_loop(C, V, N),
-        wait_count(N)
+    {Rate, Raw, Health} = best_of(Ctx, N, Size, fun() ->
+        counter_reset(),
+        C = producer(Ctx, bench_cb, [{delivery_report_callback, ?MODULE}]),
+        R = measure(fun() ->
+            produce_loop(C, V, N),
+            wait_count(N)
+        end),
+        ok = erlkaf:stop_client(C),
+        R
     end),
-    ok = erlkaf:stop_client(C),
-    Rate = N / Secs,
-    progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(rate(Raw))]),
-    [{produce_callback_100b, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw),
-                               health => Health}}].
+    progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(Raw)]),
+    [{produce_callback_100b, #{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Rate / Raw, health => Health}}].
+
+%% Throughput ratios: erlkaf and the raw producer take turns, ?ROUNDS times each, and
+%% each keeps its best round. Noise on a shared machine only ever slows a round down, so
+%% the best rounds are the comparable ones (one round each gave ratios +-0.15 apart).
+-define(ROUNDS, 3).
+best_of(Ctx, N, Size, Erlkaf) ->
+    Rounds = [{Erlkaf(), rate(raw(Ctx, ["produce", "--messages", N, "--size", Size]))}
+              || _ <- lists:seq(1, ?ROUNDS)],
+    {Secs, Health} = lists:min([R || {R, _} <- Rounds]),
+    {N / Secs, lists:max([Raw || {_, Raw} <- Rounds]), Health}.
 
 %% produce/4 (reports counted in a callback) from P processes, each N/P messages.
 produce_scaling(Ctx, N, Procs) ->
