@@ -455,8 +455,16 @@ produce_sync(ClientId, Topic, Key, Value) ->
 -spec produce_sync(client_id(), topic(), key(), value(), map() | list()) ->
     {ok, partition(), integer()} | {error, term()}.
 produce_sync(ClientId, Topic, Key, Value, Opts) when is_list(Opts) ->
-    produce_sync(ClientId, Topic, Key, Value, maps:from_list(Opts));
-produce_sync(ClientId, Topic, Key, Value, Opts) when is_map(Opts) ->
+    try maps:from_list(Opts) of
+        Map -> produce_sync(ClientId, Topic, Key, Value, Map)
+    catch error:badarg -> {error, {badarg, options}}
+    end;
+produce_sync(_ClientId, _Topic, _Key, _Value, #{timeout := T})
+  when not (is_integer(T) andalso T >= 0), T =/= infinity ->
+    {error, {badarg, timeout}};
+produce_sync(_ClientId, _Topic, _Key, _Value, Opts) when not is_map(Opts) ->
+    {error, {badarg, options}};
+produce_sync(ClientId, Topic, Key, Value, Opts) ->
     Timeout = maps:get(timeout, Opts, 30000),
     Msg = {maps:get(partition, Opts, ?DEFAULT_PARTITIONER), Key, Value,
            maps:get(headers, Opts, undefined), maps:get(timestamp, Opts, 0)},

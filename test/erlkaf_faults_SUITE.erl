@@ -1,0 +1,170 @@
+%%% Faults injected into the embedded broker while messages flow: nothing is lost,
+%%% duplicated or reordered, and every message gets exactly one delivery report.
+%%%
+%%% `ERLKAF_FAULT_MESSAGES' sets the size of the idempotent run (default 1,000,000).
+-module(erlkaf_faults_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-include("erlkaf.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(PARTITIONS, 4).
+-define(CHUNK, 20000).
+
+suite() -> [{timetrap, {minutes, 10}}].
+all() -> erlkaf_test_lib:all_t(?MODULE).
+
+init_per_testcase(Case, Config0) ->
+    Config = erlkaf_test_lib:start_mock([{brokers, 3} | Config0]),
+    T = erlkaf_test_lib:unique_topic(Case),
+    ok = erlkaf_mock:create_topic(?config(mock, Config), T, ?PARTITIONS, 3),
+    [{topic, T}, {client, Case} | Config].
+
+end_per_testcase(Case, Config) ->
+    [erlkaf:stop_client(C) || C <- [Case, faults_group]],
+    erlkaf_test_lib:stop_mock(Config).
+
+%% ---------------------------------------------------------------------------------------
+
+%% An idempotent producer writes N messages (value = sequence number, partition = Seq rem
+%% 4) while brokers go down and up, Produce requests fail and leaders move. A consumer
+%% group reads along (the mock keeps only ~5 MB per partition). Checks: every report ok;
+%% per partition the reported offsets are 0..K-1, each once, in sequence order; the log
+%% holds exactly the reported message at each offset.
+t_idempotent_producer_loses_nothing_under_faults(Config) ->
+    N = list_to_integer(os:getenv("ERLKAF_FAULT_MESSAGES", "1000000")),
+    C = ?config(client, Config), T = ?config(topic, Config), Mock = ?config(mock, Config),
+    Reports = ets:new(reports, [public, set, {write_concurrency, true}]),
+    Log = ets:new(log, [public, set, {write_concurrency, true}]),
+    persistent_term:put({?MODULE, log}, Log),
+    ok = erlkaf:create_producer(C, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                    {enable_idempotence, true}, {linger_ms, 5},
+                                    {retry_backoff_ms, 20}, {queue_buffering_max_messages, 200000},
+                                    {delivery_report_callback, fun(_Ref, Status, #erlkaf_msg{partition = P, offset = O, value = <<Seq:64>>}) ->
+                                        true = ets:insert_new(Reports, {Seq, Status, P, O}), ok
+                                    end}]),
+    ok = erlkaf:create_consumer_group(faults_group, <<T/binary, "-g">>,
+                                      [{T, [{callback_module, ?MODULE}, {dispatch_mode, {batch, 500}}]}],
+                                      [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                       {fetch_wait_max_ms, 10}, {session_timeout_ms, 30000}],
+                                      [{auto_offset_reset, earliest}]),
+    Faults = spawn_link(fun() -> faults(Mock, T, 0) end),
+    lists:foreach(fun(From) ->
+        To = min(N, From + ?CHUNK) - 1,
+        Msgs = [#{value => <<Seq:64>>, partition => Seq rem ?PARTITIONS} || Seq <- lists:seq(From, To)],
+        {ok, _} = erlkaf:produce_batch(C, T, Msgs),
+        %% Read along: the next chunk goes out once this one is reported and read.
+        erlkaf_test_lib:wait_until(fun() -> ets:info(Reports, size) > To andalso ets:info(Log, size) > To end, 120000)
+    end, lists:seq(0, N - 1, ?CHUNK)),
+    unlink(Faults), exit(Faults, kill),
+    ct:pal("~p messages, faults injected: ~p", [N, fault_count()]),
+    %% Every report ok, offsets contiguous per partition and in sequence order.
+    ?assertEqual(N, ets:info(Reports, size)),
+    ?assertEqual([ok], lists:usort(ets:select(Reports, [{{'_', '$1', '_', '_'}, [], ['$1']}]))),
+    [begin
+         ByOffset = lists:sort(ets:select(Reports, [{{'$1', '_', P, '$2'}, [], [{{'$2', '$1'}}]}])),
+         ?assertEqual(lists:seq(0, N div ?PARTITIONS - 1), [O || {O, _} <- ByOffset]),
+         Seqs = [S || {_, S} <- ByOffset],
+         ?assertEqual(lists:seq(P, N - 1, ?PARTITIONS), Seqs)
+     end || P <- lists:seq(0, ?PARTITIONS - 1)],
+    %% The log holds exactly what was reported (no duplicate appended behind a retry).
+    ?assertEqual(N, ets:info(Log, size)),
+    Mismatch = ets:foldl(fun({{P, O}, Seq}, Acc) ->
+        case ets:lookup(Reports, Seq) of
+            [{Seq, ok, P, O}] -> Acc;
+            Other -> [{P, O, Seq, Other} | Acc]
+        end
+    end, [], Log),
+    ?assertEqual([], lists:sublist(Mismatch, 5)).
+
+%% Handler of the group above: records {Partition, Offset} -> Seq (at least once: a
+%% redelivery after a rebalance overwrites the same entry).
+init(_T, _P, _O, _Args) -> {ok, persistent_term:get({?MODULE, log})}.
+handle_message(Msgs, Log) ->
+    ets:insert(Log, [{{P, O}, Seq} || #erlkaf_msg{partition = P, offset = O, value = <<Seq:64>>} <- Msgs]),
+    {ok, Log}.
+
+%% One fault every ~150 ms, in turn: a broker down for 300 ms, Produce errors, a leader
+%% moved to another broker.
+faults(Mock, T, I) ->
+    timer:sleep(150),
+    Broker = 1 + I rem 3,
+    case I rem 3 of
+        0 ->
+            ok = erlkaf_mock:broker_down(Mock, Broker),
+            timer:sleep(300),
+            ok = erlkaf_mock:broker_up(Mock, Broker);
+        1 ->
+            ok = erlkaf_mock:push_request_errors(Mock, produce,
+                                                 [not_leader_for_partition, request_timed_out,
+                                                  not_enough_replicas, leader_not_available]);
+        2 ->
+            ok = erlkaf_mock:set_partition_leader(Mock, T, I rem ?PARTITIONS, Broker)
+    end,
+    counters_add(),
+    faults(Mock, T, I + 1).
+
+counters_add() ->
+    persistent_term:put({?MODULE, faults}, fault_count() + 1).
+fault_count() ->
+    persistent_term:get({?MODULE, faults}, 0).
+
+%% ---------------------------------------------------------------------------------------
+
+%% Without idempotence, with message_timeout_ms and every broker down: every message gets
+%% an error report, none is reported ok, none goes without a report.
+t_message_timeout_reports_every_message_as_error(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ok = erlkaf_mock:broker_down(?config(mock, Config), -1),
+    erlkaf_test_lib:reporting_producer(C, Config, [{message_timeout_ms, 1500}]),
+    {ok, Refs} = erlkaf:produce_batch(C, T, [#{value => integer_to_binary(I), partition => I rem ?PARTITIONS}
+                                             || I <- lists:seq(1, 5000)]),
+    {ok, R1} = erlkaf:produce(C, T, <<"k">>, <<"single">>),
+    Got = erlkaf_test_lib:collect_reports(C, [R1 | Refs]),
+    Statuses = lists:usort([S || {S, _} <- maps:values(Got)]),
+    ?assertEqual([{error, msg_timed_out}], Statuses),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({extra_report, Extra}) after 200 -> ok end.
+
+%% stop_client with 100,000 messages queued and every broker down: returns within its
+%% flush timeout (plus the purge), every message gets an error report, nothing is left.
+t_stop_with_100000_queued_and_broker_down(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ok = erlkaf_mock:broker_down(?config(mock, Config), -1),
+    erlkaf_test_lib:reporting_producer(C, Config, [{stop_flush_timeout_ms, 500},
+                                                  {queue_buffering_max_messages, 200000}]),
+    Refs = lists:append([begin
+                             {ok, Rs} = erlkaf:produce_batch(C, T, lists:duplicate(10000, <<"v">>)),
+                             Rs
+                         end || _ <- lists:seq(1, 10)]),
+    {Us, ok} = timer:tc(fun() -> erlkaf:stop_client(C) end),
+    ct:pal("stop_client took ~p ms", [Us div 1000]),
+    ?assert(Us < 12000000),
+    Got = [receive {dr, C, R, S, _} -> S after 0 -> missing end || R <- Refs],
+    ?assertEqual([{error, purge_queue}], lists:usort(Got)),
+    erlkaf_test_lib:wait_until(fun() ->
+        #{live_batches := B, outstanding := O, reapers := Re} = erlkaf_nif:nif_counters(),
+        B =:= 0 andalso O =:= 0 andalso Re =:= 0
+    end, 10000),
+    ?assertEqual({error, undefined_client}, erlkaf:produce(C, T, <<"k">>, <<"v">>)).
+
+%% ---------------------------------------------------------------------------------------
+%% Messages the broker or librdkafka cannot take: a clear error for each one.
+
+t_oversized_unknown_partition_and_unknown_topic_get_clear_errors(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, [{message_max_bytes, 10000}, {message_timeout_ms, 3000},
+                                                  {topic_metadata_refresh_interval_ms, 200},
+                                                  {allow_auto_create_topics, false},
+                                                  {topic_metadata_propagation_max_ms, 1000}]),
+    Big = binary:copy(<<"x">>, 20000),
+    ?assertEqual({error, msg_size_too_large}, erlkaf:produce(C, T, <<"k">>, Big)),
+    %% In a batch: the messages before it are accepted, the rest come back untouched.
+    {error, {msg_size_too_large, [_], [Big, <<"after">>]}} = erlkaf:produce_batch(C, T, [<<"ok">>, Big, <<"after">>]),
+    R1 = erlkaf:produce_sync(C, T, <<"k">>, <<"v">>, #{partition => 99}),
+    ct:pal("partition 99 of 4: ~p", [R1]),
+    ?assertMatch({error, unknown_partition}, R1),
+    R2 = erlkaf:produce_sync(C, <<"no-such-topic">>, <<"k">>, <<"v">>, #{}),
+    ct:pal("unknown topic: ~p", [R2]),
+    ?assertEqual({error, unknown_topic_or_part}, R2).
