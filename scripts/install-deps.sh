@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what erlkaf needs to build and test, when it is missing: Erlang/OTP (with
-# EUnit, Common Test, Dialyzer), Elixir, rebar3, kcat (an independent Kafka client the
+# EUnit, Common Test, Dialyzer, PropEr), Elixir, rebar3, kcat (an independent Kafka client the
 # tests compare against), and the C toolchain librdkafka's build uses.
 set -euo pipefail
 need=()
@@ -9,6 +9,8 @@ erl -noshell -eval 'case code:lib_dir(common_test) of {error,_} -> halt(1); _ ->
     || need+=(erlang-common-test erlang-eunit)
 erl -noshell -eval 'case code:lib_dir(dialyzer) of {error,_} -> halt(1); _ -> halt(0) end.' 2>/dev/null \
     || need+=(erlang-dialyzer)
+erl -noshell -eval 'case code:lib_dir(proper) of {error,_} -> halt(1); _ -> halt(0) end.' 2>/dev/null \
+    || need+=(erlang-proper)
 command -v elixir >/dev/null || need+=(elixir)
 command -v rebar3 >/dev/null || need+=(rebar3)
 command -v kcat >/dev/null || need+=(kcat)

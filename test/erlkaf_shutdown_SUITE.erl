@@ -113,3 +113,28 @@ t_single_messages_release_their_batches_when_idle(Config) ->
         #{live_batches := B, outstanding := O} = erlkaf_nif:nif_counters(),
         B =:= 0 andalso O =:= 0
     end, 5000).
+
+%% A native producer whose resource is garbage collected without a stop, and whose owner
+%% was killed while it produced: torn down off the schedulers, its messages released.
+t_resource_collected_without_stop_and_owner_killed_mid_produce(Config) ->
+    T = ?config(topic, Config),
+    Base = maps:get(live_clients, erlkaf_nif:nif_counters()),
+    Bootstrap = erlkaf_test_lib:bootstrap(Config),
+    Parent = self(),
+    Pid = spawn(fun() ->
+        {ok, Res} = erlkaf_nif:producer_new(<<"gc_test">>, [{<<"bootstrap.servers">>, Bootstrap}, {<<"linger.ms">>, <<"50">>}], self(), all),
+        Parent ! started,
+        Loop = fun L(I) ->
+            _ = erlkaf_nif:producer_produce(Res, T, [{-1, undefined, integer_to_binary(I), undefined, 0}], owner, true),
+            L(I + 1)
+        end,
+        Loop(0)
+    end),
+    receive started -> ok after 5000 -> ct:fail(producer_new_failed) end,
+    timer:sleep(200),
+    exit(Pid, kill),
+    erlkaf_test_lib:wait_until(fun() ->
+        erlkaf_test_lib:gc_all(),
+        #{live_clients := L, live_batches := B, outstanding := O, reapers := R} = erlkaf_nif:nif_counters(),
+        L =< Base andalso B =:= 0 andalso O =:= 0 andalso R =:= 0
+    end, 20000).
