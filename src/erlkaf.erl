@@ -25,6 +25,9 @@
 -export([create_consumer_group/5, create_consumer_group/6, assignment/1, commit_offsets/1,
          commit_offsets/2, pause/3, resume/3, seek/4, committed/1, committed/2, position/1,
          position/2]).
+%% Metadata and offsets (producers and consumers)
+-export([get_metadata/1, get_metadata/2, get_partitions_count/2, query_watermark_offsets/3,
+         query_watermark_offsets/4, offsets_for_times/2, offsets_for_times/3, consumer_lag/1]).
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
@@ -375,6 +378,113 @@ with_consumer(ClientId, Fun) ->
         {ok, consumer, Res, _Pid, _} -> Fun(Res);
         {ok, _, _, _, _} -> {error, not_a_consumer};
         Error -> Error
+    end.
+
+%% ---------------------------------------------------------------------------------------
+%% Metadata and offsets. Each asks a broker: the call runs on a thread of its own (no
+%% scheduler waits) and the caller waits for its answer, at most the timeout.
+
+-define(QUERY_TIMEOUT, 10000).
+
+%% @doc Brokers, topics, partitions, leaders, replicas and in-sync replicas, on a producer
+%% or a consumer:
+%% ```
+%% {ok, #{brokers := [#{id := 1, host := <<"127.0.0.1">>, port := 9092}],
+%%        topics := [#{name := <<"t">>, error := ok,
+%%                     partitions := [#{id := 0, error := ok, leader := 1,
+%%                                      replicas := [1], isrs := [1]}]}],
+%%        orig_broker_id := 1, orig_broker_name := _}} = erlkaf:get_metadata(client1).
+%% '''
+-spec get_metadata(client_id()) -> {ok, map()} | {error, term()}.
+get_metadata(ClientId) ->
+    query(ClientId, {metadata, undefined}, ?QUERY_TIMEOUT).
+
+%% @doc Metadata of one topic (same shape, one entry in `topics'). A topic the cluster
+%% does not know has `error := unknown_topic_or_part' (or is auto-created by the broker).
+-spec get_metadata(client_id(), topic()) -> {ok, map()} | {error, term()}.
+get_metadata(ClientId, Topic) ->
+    case topic_bin(Topic) of
+        error -> {error, {badarg, topic}};
+        T -> query(ClientId, {metadata, T}, ?QUERY_TIMEOUT)
+    end.
+
+%% @doc The number of partitions of `Topic'.
+-spec get_partitions_count(client_id(), topic()) -> {ok, pos_integer()} | {error, term()}.
+get_partitions_count(ClientId, Topic) ->
+    case get_metadata(ClientId, Topic) of
+        {ok, #{topics := [#{error := ok, partitions := Ps}]}} -> {ok, length(Ps)};
+        {ok, #{topics := [#{error := Error}]}} -> {error, Error};
+        {error, _} = Error -> Error
+    end.
+
+%% @equiv query_watermark_offsets(ClientId, Topic, Partition, 10000)
+-spec query_watermark_offsets(client_id(), topic(), partition()) ->
+    {ok, {integer(), integer()}} | {error, term()}.
+query_watermark_offsets(ClientId, Topic, Partition) ->
+    query_watermark_offsets(ClientId, Topic, Partition, ?QUERY_TIMEOUT).
+
+%% @doc The low (first kept) and high (next to be written) offsets of a partition, asked
+%% of its leader.
+-spec query_watermark_offsets(client_id(), topic(), partition(), non_neg_integer()) ->
+    {ok, {integer(), integer()}} | {error, term()}.
+query_watermark_offsets(ClientId, Topic, Partition, Timeout)
+  when is_integer(Partition), Partition >= 0, is_integer(Timeout), Timeout >= 0 ->
+    case topic_bin(Topic) of
+        error -> {error, {badarg, topic}};
+        T -> query(ClientId, {watermarks, T, Partition}, Timeout)
+    end;
+query_watermark_offsets(_ClientId, _Topic, _Partition, _Timeout) ->
+    {error, {badarg, partition_or_timeout}}.
+
+%% @equiv offsets_for_times(ClientId, Partitions, 10000)
+-spec offsets_for_times(client_id(), [{topic(), partition(), non_neg_integer()}]) ->
+    {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
+offsets_for_times(ClientId, Partitions) ->
+    offsets_for_times(ClientId, Partitions, ?QUERY_TIMEOUT).
+
+%% @doc For each `{Topic, Partition, TimestampMs}': the earliest offset whose timestamp is
+%% at or after it (-1 when there is none), or that partition's error.
+-spec offsets_for_times(client_id(), [{topic(), partition(), non_neg_integer()}], non_neg_integer()) ->
+    {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
+offsets_for_times(ClientId, Partitions, Timeout) when is_list(Partitions), is_integer(Timeout), Timeout >= 0 ->
+    Valid = [{topic_bin(T), P, Ts} || {T, P, Ts} <- Partitions, is_integer(P), P >= 0, is_integer(Ts), Ts >= 0],
+    case length(Valid) =:= length(Partitions) andalso not lists:keymember(error, 1, Valid) of
+        true -> query(ClientId, {offsets_for_times, Valid}, Timeout);
+        false -> {error, {badarg, partitions}}
+    end;
+offsets_for_times(_ClientId, _Partitions, _Timeout) ->
+    {error, {badarg, partitions}}.
+
+%% @doc A consumer group's lag on its assigned partitions: the high watermark minus the
+%% committed offset (minus the low watermark when nothing was committed).
+-spec consumer_lag(client_id()) -> {ok, [{binary(), partition(), non_neg_integer()}]} | {error, term()}.
+consumer_lag(ClientId) ->
+    case committed(ClientId) of
+        {ok, Committed} -> lag(ClientId, Committed, []);
+        Error -> Error
+    end.
+
+lag(_ClientId, [], Acc) ->
+    {ok, lists:reverse(Acc)};
+lag(ClientId, [{T, P, Committed} | Rest], Acc) ->
+    case query_watermark_offsets(ClientId, T, P) of
+        {ok, {Low, High}} ->
+            From = case Committed >= 0 of true -> Committed; false -> Low end,
+            lag(ClientId, Rest, [{T, P, max(0, High - From)} | Acc]);
+        Error ->
+            Error
+    end.
+
+query(ClientId, Query, Timeout) ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, _Type, Res, _Pid, _Opts} ->
+            Tag = make_ref(),
+            case erlkaf_nif:client_query(Res, Query, Timeout, Tag) of
+                ok -> receive {erlkaf_query, Tag, Result} -> Result end;
+                {error, _} = Error -> Error
+            end;
+        Error ->
+            Error
     end.
 
 %% ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@
     consumer_seek/5,
     consumer_committed/4,
     consumer_position/2,
+    client_query/4,
     config_check/2,
     nif_counters/0
 ]).
@@ -93,6 +94,7 @@ consumer_commit(_Res, _Tag) -> ?NOT_LOADED.
 consumer_stop(_Res) -> ?NOT_LOADED.
 consumer_seek(_Res, _Topic, _Partition, _Offset, _Tag) -> ?NOT_LOADED.
 consumer_committed(_Res, _Parts, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+client_query(_Res, _Query, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 consumer_position(_Res, _Parts) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.
 nif_counters() -> ?NOT_LOADED.

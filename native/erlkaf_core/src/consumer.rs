@@ -265,6 +265,11 @@ impl Shared {
         }
     }
 
+    /// Runs a (blocking) query on the client handle while it is alive.
+    pub fn with_kafka<T>(&self, f: impl FnOnce(&crate::client::Kafka) -> Result<T>) -> Result<T> {
+        self.with(|n| f(&n.kafka))
+    }
+
     /// The handler finished a batch of `topic`/`partition`: store `next_offset` (the last
     /// processed offset + 1) for the next commit and give the partition its credit back.
     pub fn ack(&self, topic: &str, partition: i32, next_offset: i64) -> Result<()> {

@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod error;
 pub mod ledger;
 pub mod message;
+pub mod metadata;
 pub mod mock;
 pub mod native;
 pub mod open;

@@ -281,6 +281,14 @@ impl<K: Send + Sync + 'static> Shared<K> {
         if err.is_ok() { Ok(()) } else { Err(Error::Kafka(err)) }
     }
 
+    /// Runs a (blocking) query on the client handle while it is alive.
+    pub fn with_kafka<T>(&self, f: impl FnOnce(&Kafka) -> Result<T>) -> Result<T> {
+        match self.state.read().native.as_ref() {
+            Some(n) => f(&n.kafka),
+            None => Err(Error::ClientStopped),
+        }
+    }
+
     /// Messages and requests still held by librdkafka (0 once stopped).
     pub fn outq_len(&self) -> i32 {
         self.state.read().native.as_ref().map_or(0, |n| n.kafka.outq_len())

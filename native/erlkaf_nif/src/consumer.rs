@@ -47,7 +47,7 @@ type CoreShared = Arc<std::sync::OnceLock<Arc<erlkaf_core::consumer::Shared>>>;
 
 /// A group consumer client.
 pub struct ConsumerRes {
-    consumer: Consumer,
+    pub(crate) consumer: Consumer,
     routes: Routes,
     seeks: Seeks,
 }

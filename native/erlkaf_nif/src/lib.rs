@@ -9,6 +9,7 @@ mod error;
 mod keep;
 mod mock;
 mod producer;
+mod query;
 mod reply;
 mod resource;
 mod sink;

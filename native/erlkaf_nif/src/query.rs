@@ -1,0 +1,156 @@
+//! Metadata and offset queries on producers and consumers. Each asks a broker, so it runs
+//! on a thread of its own and answers with `{erlkaf_query, Tag, Result}`.
+
+use crate::atoms;
+use crate::consumer::ConsumerRes;
+use crate::error::code_atom;
+use crate::reply::reply_later;
+use crate::resource::ProducerRes;
+use erlkaf_core::client::Kafka;
+use erlkaf_core::metadata::{self, Metadata};
+use erlkaf_core::tpl::TopicPartition;
+use erlkaf_core::Result;
+use rustler::{Encoder, Env, NifResult, ResourceArc, Term};
+use std::time::Duration;
+
+/// What to ask.
+enum Query {
+    Metadata(Option<String>),
+    Watermarks(String, i32),
+    OffsetsForTimes(Vec<TopicPartition>),
+}
+
+/// A producer or a consumer resource.
+enum Client {
+    Producer(ResourceArc<ProducerRes>),
+    Consumer(ResourceArc<ConsumerRes>),
+}
+
+impl Client {
+    fn with_kafka<T>(&self, f: impl FnOnce(&Kafka) -> Result<T>) -> Result<T> {
+        match self {
+            Client::Producer(p) => p.producer.shared().with_kafka(f),
+            Client::Consumer(c) => c.consumer.shared().with_kafka(f),
+        }
+    }
+}
+
+fn decode_query(q: Term) -> NifResult<Query> {
+    if let Ok((tag, topic)) = q.decode::<(rustler::Atom, Term)>() {
+        if tag == atoms::metadata() {
+            let topic = if topic == atoms::undefined().to_term(q.get_env()) { None } else { Some(topic.decode::<String>()?) };
+            return Ok(Query::Metadata(topic));
+        }
+        if tag == atoms::offsets_for_times() {
+            let parts: Vec<(String, i32, i64)> = topic.decode()?;
+            return Ok(Query::OffsetsForTimes(
+                parts.into_iter().map(|(topic, partition, offset)| TopicPartition { topic, partition, offset }).collect(),
+            ));
+        }
+    }
+    if let Ok((tag, topic, partition)) = q.decode::<(rustler::Atom, String, i32)>() {
+        if tag == atoms::watermarks() {
+            return Ok(Query::Watermarks(topic, partition));
+        }
+    }
+    Err(rustler::Error::BadArg)
+}
+
+/// `(ProducerRes | ConsumerRes, Query, TimeoutMs, Tag) -> ok`, then
+/// `{erlkaf_query, Tag, {ok, Answer} | {error, Reason}}`. Query: `{metadata, Topic |
+/// undefined}`, `{watermarks, Topic, Partition}`, `{offsets_for_times, [{T, P, TsMs}]}`.
+#[rustler::nif]
+fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u32, tag: Term<'a>) -> NifResult<Term<'a>> {
+    let client = match res.decode::<ResourceArc<ProducerRes>>() {
+        Ok(p) => Client::Producer(p),
+        Err(_) => Client::Consumer(res.decode::<ResourceArc<ConsumerRes>>()?),
+    };
+    let query = decode_query(query)?;
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    Ok(match query {
+        Query::Metadata(topic) => reply_later(
+            env,
+            "metadata",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| metadata::metadata(k, topic.as_deref(), timeout)),
+            |env, md| (atoms::ok(), metadata_term(env, &md)).encode(env),
+        ),
+        Query::Watermarks(topic, partition) => reply_later(
+            env,
+            "watermarks",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| metadata::watermarks(k, &topic, partition, timeout)),
+            |env, (low, high)| (atoms::ok(), (low, high)).encode(env),
+        ),
+        Query::OffsetsForTimes(parts) => reply_later(
+            env,
+            "offsets_for_times",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| metadata::offsets_for_times(k, &parts, timeout)),
+            |env, found| {
+                let items: Vec<Term> = found
+                    .iter()
+                    .map(|(p, err)| {
+                        let result = if err.is_ok() { p.offset.encode(env) } else { (atoms::error(), code_atom(env, *err)).encode(env) };
+                        (p.topic.as_str(), p.partition, result).encode(env)
+                    })
+                    .collect();
+                (atoms::ok(), items).encode(env)
+            },
+        ),
+    })
+}
+
+fn map<'a>(env: Env<'a>, pairs: &[(rustler::Atom, Term<'a>)]) -> Term<'a> {
+    let pairs: Vec<(Term, Term)> = pairs.iter().map(|(k, v)| (k.encode(env), *v)).collect();
+    Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
+
+fn error_or_ok<'a>(env: Env<'a>, e: erlkaf_core::ErrorCode) -> Term<'a> {
+    if e.is_ok() { atoms::ok().encode(env) } else { code_atom(env, e) }
+}
+
+/// `#{brokers => [#{id, host, port}], topics => [#{name, error, partitions => [#{id,
+/// error, leader, replicas, isrs}]}], orig_broker_id, orig_broker_name}`; `error` is `ok`
+/// or the broker's error name.
+fn metadata_term<'a>(env: Env<'a>, md: &Metadata) -> Term<'a> {
+    use crate::sink::binary;
+    let brokers: Vec<Term> = md
+        .brokers
+        .iter()
+        .map(|b| map(env, &[(atoms::id(), b.id.encode(env)), (atoms::host(), binary(env, b.host.as_bytes())), (atoms::port(), b.port.encode(env))]))
+        .collect();
+    let topics: Vec<Term> = md
+        .topics
+        .iter()
+        .map(|t| {
+            let parts: Vec<Term> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    map(env, &[
+                        (atoms::id(), p.id.encode(env)),
+                        (atoms::error(), error_or_ok(env, p.error)),
+                        (atoms::leader(), p.leader.encode(env)),
+                        (atoms::replicas(), p.replicas.encode(env)),
+                        (atoms::isrs(), p.isrs.encode(env)),
+                    ])
+                })
+                .collect();
+            map(env, &[
+                (atoms::name(), binary(env, t.name.as_bytes())),
+                (atoms::error(), error_or_ok(env, t.error)),
+                (atoms::partitions(), parts.encode(env)),
+            ])
+        })
+        .collect();
+    map(env, &[
+        (atoms::brokers(), brokers.encode(env)),
+        (atoms::topics(), topics.encode(env)),
+        (atoms::orig_broker_id(), md.orig_broker_id.encode(env)),
+        (atoms::orig_broker_name(), binary(env, md.orig_broker_name.as_bytes())),
+    ])
+}
