@@ -11,10 +11,21 @@
 -include_lib("erlkaf/include/erlkaf.hrl").
 
 -export([main/1, delivery_report/3, init/4, handle_message/2]).
--export([memory_for_test/2]).
+-export([scenario/3]).
 
-%% @private One scenario alone (used while developing the bench).
-memory_for_test(Ctx, N) -> memory(Ctx, N).
+%% @private One scenario alone, e.g. `scenario(latency, [10000], [])' (while developing).
+scenario(Name, Args, BenchArgs) ->
+    ok = erlkaf:start(),
+    {Holder, Bootstrap} = broker(BenchArgs),
+    Ctx = #{bootstrap => Bootstrap, baseline => baseline_exe(), quick => true},
+    R = case {Name, Args} of
+        {latency, [N]} -> latency(Ctx, N);
+        {produce_callback, [N, Size]} -> produce_callback(Ctx, N, Size);
+        {produce_batch, [N, Size]} -> produce_batch(Ctx, N, Size);
+        {memory, [N]} -> memory(Ctx, N)
+    end,
+    Holder ! stop,
+    R.
 
 -define(TOPIC, <<"bench">>).
 -define(PARTITIONS, 8).
@@ -130,6 +141,10 @@ latency(Ctx, N) ->
     persistent_term:put({?MODULE, latency}, {Sent, Lat}),
     counter_reset(),
     C = producer(Ctx, bench_lat, [{linger_ms, 0}, {delivery_report_callback, fun latency_report/3}]),
+    %% Warm up (connection, metadata): the figure is steady-state latency, and the
+    %% baseline warms up the same way. (The first messages of a new producer wait ~50 ms
+    %% for the topic's metadata.)
+    {ok, _, _} = erlkaf:produce_sync(C, ?TOPIC, undefined, <<"warm-up">>),
     Interval = 1000000 div Rate,
     {_, Health} = measure(fun() ->
         Base = erlang:monotonic_time(microsecond),

@@ -512,15 +512,16 @@ produce(ClientId, Topic, Partition, Key, Value, Headers) ->
 -spec produce(client_id(), topic(), partition(), key(), value(), headers(), timestamp()) ->
     {ok, msg_ref()} | {error, produce_error()}.
 produce(ClientId, Topic, Partition, Key, Value, Headers, Timestamp) ->
-    Msg = {Partition, Key, Value, Headers, Timestamp},
     case erlkaf_registry:lookup(ClientId) of
-        %% The common case in one NIF call, without closures.
+        %% The common case in one NIF call, without closures; anything else (an error, a
+        %% full queue) takes the general path, which reports it.
         {ok, producer, Res, _Pid, Opts} when is_binary(Topic), Topic =/= <<>> ->
-            case erlkaf_nif:producer_produce(Res, Topic, [Msg], owner, true) of
-                {ok, [Ref]} -> {ok, Ref};
-                _ -> produce_one(Res, Topic, Msg, Opts)
+            case erlkaf_nif:producer_send(Res, Topic, Partition, Key, Value, Headers, Timestamp) of
+                {ok, _} = Ok -> Ok;
+                retry -> produce_one(Res, Topic, {Partition, Key, Value, Headers, Timestamp}, Opts)
             end;
         _ ->
+            Msg = {Partition, Key, Value, Headers, Timestamp},
             with_producer_topic(ClientId, Topic, fun(Res, T, Opts) -> produce_one(Res, T, Msg, Opts) end)
     end.
 

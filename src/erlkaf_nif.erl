@@ -7,6 +7,7 @@
     producer_new/4,
     producer_create_topic/3,
     producer_produce/5,
+    producer_send/7,
     producer_flush/3,
     producer_stop/2,
     producer_outq_len/1,
@@ -95,6 +96,7 @@ consumer_stop(_Res) -> ?NOT_LOADED.
 consumer_seek(_Res, _Topic, _Partition, _Offset, _Tag) -> ?NOT_LOADED.
 consumer_committed(_Res, _Parts, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 client_query(_Res, _Query, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+producer_send(_Res, _Topic, _Partition, _Key, _Value, _Headers, _Timestamp) -> ?NOT_LOADED.
 consumer_position(_Res, _Parts) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.
 nif_counters() -> ?NOT_LOADED.

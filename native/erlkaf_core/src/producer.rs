@@ -24,6 +24,7 @@ use crate::pump::{Pump, Sink};
 use parking_lot::{Mutex, RwLock};
 use rdkafka_sys as rd;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ffi::CString;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ struct State {
 
 struct Native {
     // Field order is drop order: topics and queue must go before the rd_kafka_t.
-    topics: RwLock<HashMap<Box<[u8]>, NativeTopic>>,
+    topics: RwLock<HashMap<Box<[u8]>, NativeTopic, BuildHasherDefault<Fnv>>>,
     /// Owned here; the pump polls it through a raw pointer until it is joined.
     #[allow(dead_code)]
     queue: NativeQueue,
@@ -131,7 +132,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
         let tick: Box<dyn FnMut() + Send> = Box::new(move || idle.close_idle());
         let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink, Some(tick))
             .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
-        let native = Native { topics: RwLock::new(HashMap::new()), queue, kafka };
+        let native = Native { topics: RwLock::new(HashMap::default()), queue, kafka };
         let shared = Arc::new(Shared {
             state: RwLock::new(State { closed: false, native: Some(native) }),
             counters,
@@ -337,6 +338,25 @@ impl Native {
         let ptr = topic.ptr();
         topics.insert(name.into(), topic);
         Ok(ptr)
+    }
+}
+
+/// FNV-1a: topic names are short and chosen by the application, so the lookup on every
+/// produce call needs speed, not SipHash's flooding resistance.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

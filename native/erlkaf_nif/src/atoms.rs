@@ -53,6 +53,7 @@ rustler::atoms! {
     erlkaf_seek_done,
     erlkaf_committed,
     erlkaf_query,
+    retry,
     metadata,
     watermarks,
     offsets_for_times,

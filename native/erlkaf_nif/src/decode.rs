@@ -157,6 +157,17 @@ fn timestamp(t: Term) -> Result<i64, Bad> {
     }
 }
 
+/// Decodes the parts of one message (`produce/7`'s arguments).
+pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'a>) -> Result<Decoded<'a>, Bad> {
+    Ok(Decoded {
+        partition: partition(p)?,
+        key: bytes_opt(k, Bad::Key)?,
+        value: value(v)?,
+        headers: headers(h)?,
+        timestamp: timestamp(ts)?,
+    })
+}
+
 /// Decodes one message (see the module doc for the forms).
 pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
     let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0 };
@@ -171,13 +182,7 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                     d.key = bytes_opt(*k, Bad::Key)?;
                     d.value = value(*v)?;
                 }
-                [p, k, v, h, ts] => {
-                    d.partition = partition(*p)?;
-                    d.key = bytes_opt(*k, Bad::Key)?;
-                    d.value = value(*v)?;
-                    d.headers = headers(*h)?;
-                    d.timestamp = timestamp(*ts)?;
-                }
+                [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts)?,
                 _ => return Err(Bad::Message),
             }
         }

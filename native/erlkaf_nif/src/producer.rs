@@ -59,7 +59,7 @@ fn producer_produce<'a>(
     let sync = reply.get_type() == rustler::TermType::Ref;
     if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
         if tail.is_empty_list() {
-            return Ok(produce_single(env, &res, topic.as_slice(), head, messages, want_refs));
+            return Ok(single_reply(env, &res, topic.as_slice(), head, messages, want_refs));
         }
     }
     let started = Instant::now();
@@ -133,6 +133,24 @@ fn producer_produce<'a>(
     }
 }
 
+/// `producer_produce` for a list of one message, with the same replies.
+fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a>, messages: Term<'a>, want_refs: bool) -> Term<'a> {
+    let refused = |reason: Term<'a>| {
+        let none = if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
+        (atoms::error(), reason, none, messages).encode(env)
+    };
+    let d = match decode::message(head) {
+        Ok(d) => d,
+        Err(b) => return refused((atoms::badarg(), b.atom()).encode(env)),
+    };
+    match produce_single(env, res, topic, d, want_refs) {
+        (Ok(()), Some(r)) => (atoms::ok(), Term::list_new_empty(env).list_prepend(r)).encode(env),
+        (Ok(()), None) => (atoms::ok(), 1).encode(env),
+        (Err(OpenError::Fill(b)), _) => refused((atoms::badarg(), b.atom()).encode(env)),
+        (Err(OpenError::Kafka(e)), _) => refused(reason(env, &e)),
+    }
+}
+
 fn header_slices<'d, 'a>(d: &'d decode::Decoded<'a>) -> impl Iterator<Item = (&'d [u8], Option<&'d [u8]>)> + use<'d, 'a> {
     d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())))
 }
@@ -146,44 +164,55 @@ fn out_message<'m>(
     OutMessage { topic, partition: d.partition, key: d.key.as_ref().map(|k| k.as_slice()), value, headers, timestamp: d.timestamp }
 }
 
-/// One message reported to the owner (`produce/4..7`): it takes a slot of this thread's
-/// open batch instead of a batch of its own (see erlkaf_core::open). Same replies as
-/// `producer_produce`.
+/// `(Res, Topic, Partition, Key, Value, Headers, Timestamp) -> {ok, MsgRef} | Error`:
+/// `produce/4..7` in one call with nothing to build or take apart. Any failure (bad
+/// argument, queue full, stopped...) answers `retry`: the caller then takes the general
+/// path, which reports it (and applies the overflow strategy).
+#[rustler::nif]
+#[allow(clippy::too_many_arguments)]
+fn producer_send<'a>(
+    env: Env<'a>,
+    res: ResourceArc<ProducerRes>,
+    topic: rustler::Binary<'a>,
+    partition: Term<'a>,
+    key: Term<'a>,
+    value: Term<'a>,
+    headers: Term<'a>,
+    timestamp: Term<'a>,
+) -> Term<'a> {
+    match decode::fields(partition, key, value, headers, timestamp) {
+        Ok(d) => match produce_single(env, &res, topic.as_slice(), d, true) {
+            (Ok(()), Some(r)) => (atoms::ok(), r).encode(env),
+            _ => atoms::retry().encode(env),
+        },
+        Err(_) => atoms::retry().encode(env),
+    }
+}
+
+/// One message reported to the owner: it takes a slot of this thread's open batch
+/// instead of a batch of its own (see erlkaf_core::open). Returns the MsgRef (when asked
+/// for) with the outcome.
 fn produce_single<'a>(
     env: Env<'a>,
     res: &ProducerRes,
     topic: &[u8],
-    head: Term<'a>,
-    messages: Term<'a>,
-    want_refs: bool,
-) -> Term<'a> {
-    let refused = |reason: Term<'a>| {
-        let none = if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
-        (atoms::error(), reason, none, messages).encode(env)
-    };
-    let d = match decode::message(head) {
-        Ok(d) => d,
-        Err(b) => return refused((atoms::badarg(), b.atom()).encode(env)),
-    };
-    let msg_ref: Option<Term<'a>> = want_refs.then(|| env.make_ref().into());
-    let save_ref = want_refs && res.keep_refs;
+    d: decode::Decoded<'a>,
+    want_ref: bool,
+) -> (Result<(), OpenError<Bad>>, Option<Term<'a>>) {
+    let msg_ref: Option<Term<'a>> = want_ref.then(|| env.make_ref().into());
+    let save_ref = want_ref && res.keep_refs;
     let headers: SmallVec<[(&[u8], Option<&[u8]>); 4]> = header_slices(&d).collect();
     let out = out_message(topic, &d, None, &headers);
     // SAFETY: the value returned by the fill closure points into the open batch's env,
     // which the ledger keeps until the message's report.
-    let r: Result<(), OpenError<Bad>> = unsafe {
+    let r = unsafe {
         res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
             let (bytes, term) = decode::value_in(keep, d.value)?;
             keep.save(i, Saved { msg_ref: msg_ref.filter(|_| save_ref).map(|r| keep.copy_in(r.as_c_arg())), value: term });
             Ok(bytes)
         })
     };
-    match (r, msg_ref) {
-        (Ok(()), Some(r)) => (atoms::ok(), Term::list_new_empty(env).list_prepend(r)).encode(env),
-        (Ok(()), None) => (atoms::ok(), 1).encode(env),
-        (Err(OpenError::Fill(b)), _) => refused((atoms::badarg(), b.atom()).encode(env)),
-        (Err(OpenError::Kafka(e)), _) => refused(reason(env, &e)),
-    }
+    (r, msg_ref)
 }
 
 /// `(Res, TimeoutMs, Tag) -> ok`; later `{erlkaf_flush, Tag, ok | {error, timed_out}}` is
