@@ -105,10 +105,16 @@ fn producer_produce<'a>(
     keep.set_saved(saved.into_iter());
     let headers: SmallVec<[Vec<(&[u8], Option<&[u8]>)>; 2]> =
         decoded.iter().map(|(d, _)| header_slices(d).collect()).collect();
+    // One clock read for the batch: librdkafka would read the wall clock for every
+    // message without a timestamp (a tenth of the NIF's time in a profile).
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let out: SmallVec<[OutMessage; 2]> = decoded
         .iter()
         .zip(&headers)
-        .map(|((d, (bytes, _)), h)| out_message(topic.as_slice(), d, *bytes, h))
+        .map(|((d, (bytes, _)), h)| {
+            let m = out_message(topic.as_slice(), d, *bytes, h);
+            OutMessage { timestamp: if m.timestamp == 0 { now_ms } else { m.timestamp }, ..m }
+        })
         .collect();
     let n = out.len();
     // SAFETY: every value slice points into `keep`'s env (decode::value), which the batch
