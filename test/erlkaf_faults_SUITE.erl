@@ -168,3 +168,107 @@ t_oversized_unknown_partition_and_unknown_topic_get_clear_errors(Config) ->
     R2 = erlkaf:produce_sync(C, <<"no-such-topic">>, <<"k">>, <<"v">>, #{}),
     ct:pal("unknown topic: ~p", [R2]),
     ?assertEqual({error, unknown_topic_or_part}, R2).
+
+%% ---------------------------------------------------------------------------------------
+%% Consumer chaos: 3 members of one group; every second a partition worker is killed or a
+%% member is stopped (and started again a second later) while messages flow. Checks: every
+%% produced offset handled at least once, and, sampled all along, a committed offset never
+%% ahead of what handlers finished. `ERLKAF_CHAOS_SECONDS' (default 20; `make soak': 60).
+t_consumer_group_chaos(Config) ->
+    Secs = list_to_integer(os:getenv("ERLKAF_CHAOS_SECONDS", "20")),
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Group = <<T/binary, "-chaos">>,
+    Handled = ets:new(handled, [public, set, {write_concurrency, true}]),
+    Workers = ets:new(workers, [public, set]),
+    persistent_term:put({?MODULE, chaos}, {Handled, Workers}),
+    ok = erlkaf:create_producer(C, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)}, {linger_ms, 5}]),
+    Members = [chaos1, chaos2, chaos3],
+    Start = fun(M) ->
+        ok = erlkaf:create_consumer_group(M, Group, [{T, [{callback_module, erlkaf_chaos_handler},
+                                                          {dispatch_mode, {batch, 50}}]}],
+                                          [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                           {fetch_wait_max_ms, 10}, {session_timeout_ms, 6000},
+                                           {heartbeat_interval_ms, 500}, {auto_commit_interval_ms, 200}],
+                                          [{auto_offset_reset, earliest}])
+    end,
+    lists:foreach(Start, Members),
+    Producer = spawn_link(fun() -> chaos_produce(C, T, 0) end),
+    Checker = spawn_link(fun() -> commit_checker(chaos1, T, Handled, [], 0) end),
+    Deadline = erlang:monotonic_time(second) + Secs,
+    Actions = chaos_loop(Deadline, Members, Start, Workers, []),
+    [Start(M) || M <- Members, erlkaf_registry:lookup(M) =:= {error, undefined_client}],
+    Producer ! {stop, self()},
+    Produced = receive {produced, N} -> N after 10000 -> ct:fail(producer_stuck) end,
+    ok = erlkaf:flush(C, 10000),
+    {ok, Ends} = end_offsets(C, T),
+    ct:pal("~p s of chaos: ~p messages, actions ~p, end offsets ~p", [Secs, Produced, Actions, Ends]),
+    erlkaf_test_lib:wait_until(fun() -> missing(Handled, Ends) =:= [] end, 90000),
+    Checker ! {stop, self()},
+    {Violations, Samples} = receive {violations, V, S} -> {V, S} after 10000 -> ct:fail(checker_stuck) end,
+    ct:pal("commit checks: ~p samples", [Samples]),
+    ?assert(Samples >= Secs),
+    ?assertEqual([], Violations),
+    [erlkaf:stop_client(M) || M <- Members].
+
+chaos_loop(Deadline, Members, Start, Workers, Acc) ->
+    case erlang:monotonic_time(second) >= Deadline of
+        true ->
+            lists:reverse(Acc);
+        false ->
+            timer:sleep(1000),
+            Action = case rand:uniform(3) of
+                1 ->
+                    case [P || {_, P} <- ets:tab2list(Workers), is_process_alive(P)] of
+                        [] -> none;
+                        Ps -> exit(lists:nth(rand:uniform(length(Ps)), Ps), kill), kill_worker
+                    end;
+                _ ->
+                    M = lists:nth(rand:uniform(length(Members)), Members),
+                    case erlkaf_registry:lookup(M) of
+                        {error, undefined_client} -> Start(M), {start, M};
+                        _ -> ok = erlkaf:stop_client(M), {stop, M}
+                    end
+            end,
+            chaos_loop(Deadline, Members, Start, Workers, [Action | Acc])
+    end.
+
+chaos_produce(C, T, Seq) ->
+    receive
+        {stop, From} -> From ! {produced, Seq}
+    after 2 ->
+        {ok, _} = erlkaf:produce_batch(C, T, [#{value => integer_to_binary(S), partition => S rem ?PARTITIONS}
+                                              || S <- lists:seq(Seq, Seq + 4)]),
+        chaos_produce(C, T, Seq + 5)
+    end.
+
+end_offsets(C, T) ->
+    Ends = [begin {ok, {_, High}} = erlkaf:query_watermark_offsets(C, T, P), {P, High} end
+            || P <- lists:seq(0, ?PARTITIONS - 1)],
+    {ok, Ends}.
+
+missing(Handled, Ends) ->
+    [{P, O} || {P, High} <- Ends, O <- lists:seq(0, High - 1), not ets:member(Handled, {P, O})].
+
+%% Every ~300 ms: the group's committed offset of each partition must not pass the first
+%% offset no handler has finished.
+commit_checker(Member, T, Handled, Violations, Samples) ->
+    receive
+        {stop, From} -> From ! {violations, lists:sublist(Violations, 10), Samples}
+    after 300 ->
+        Parts = [{T, P} || P <- lists:seq(0, ?PARTITIONS - 1)],
+        case catch erlkaf:committed(Member, Parts) of
+            {ok, Committed} ->
+                New = [{P, Off, first_unhandled(Handled, P, 0)} || {_, P, Off} <- Committed, Off > 0,
+                                                                   first_unhandled(Handled, P, 0) < Off],
+                commit_checker(Member, T, Handled, New ++ Violations, Samples + 1);
+            _ ->
+                %% The member is stopped right now.
+                commit_checker(Member, T, Handled, Violations, Samples)
+        end
+    end.
+
+first_unhandled(Handled, P, O) ->
+    case ets:member(Handled, {P, O}) of
+        true -> first_unhandled(Handled, P, O + 1);
+        false -> O
+    end.
