@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion soak soak-ci
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -51,6 +51,14 @@ test-fixtures:
 
 demo: build
 	erl -noshell $(ERL_PATHS) -eval 'erlkaf_demo:main(), halt().'
+
+# Soak: 10M messages produced and consumed, memory sampled every second (see
+# bench/erlkaf_soak.erl); soak-ci is the shortened run CI makes.
+soak: build
+	$(BENCH_VM) -eval 'erlkaf_soak:main([]), halt().'
+
+soak-ci: build
+	$(BENCH_VM) -eval 'erlkaf_soak:main(["--messages", "4000000", "--sample-ms", "250"]), halt().'
 
 broker: build
 	bin/erlkaf-broker
