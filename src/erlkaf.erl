@@ -19,7 +19,7 @@
 %% Application
 -export([start/0, start/1, stop/0]).
 %% Clients
--export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1,
+-export([create_producer/2, create_topic/2, create_topic/3, stop_client/1, producer_info/1, get_stats/1,
          start_producer_link/2, start_consumer_group_link/5]).
 %% Consumer groups
 -export([create_consumer_group/5, create_consumer_group/6, assignment/1, commit_offsets/1,
@@ -181,6 +181,24 @@ create_topic(ClientId, Topic, Config) ->
 stop_client(ClientId) ->
     try erlkaf_clients_sup:stop_client(ClientId)
     catch exit:{noproc, _} -> {error, undefined_client}
+    end.
+
+%% @doc The client's latest librdkafka statistics (sent every `statistics_interval_ms';
+%% `#{}' before the first or when statistics are off), read into maps with binary keys:
+%% ```
+%% ok = erlkaf:create_producer(p, [{bootstrap_servers, B}, {statistics_interval_ms, 1000}]),
+%% {ok, #{<<"name">> := _, <<"msg_cnt">> := _, <<"brokers">> := #{}}} = erlkaf:get_stats(p).
+%% '''
+%% Also passed to the `stats_callback' as they arrive. Works on producers and consumers.
+-spec get_stats(client_id()) -> {ok, map() | binary()} | {error, term()}.
+get_stats(ClientId) ->
+    case erlkaf_registry:lookup(ClientId) of
+        {ok, _Type, _Res, Pid, _Opts} ->
+            try gen_server:call(Pid, get_stats, 5000)
+            catch exit:_ -> {error, undefined_client}
+            end;
+        Error ->
+            Error
     end.
 
 %% @doc `outq_len': messages and requests librdkafka holds for this producer;

@@ -7,12 +7,13 @@
 -export([handle/3, log_level/1]).
 
 -type callbacks() :: #{error_callback := undefined | module() | fun((term(), term()) -> any()),
-                       stats_callback := undefined | module() | fun((term(), binary()) -> any())}.
+                       stats_callback := undefined | module() | fun((term(), map() | binary()) -> any())}.
 -export_type([callbacks/0]).
 
-%% @doc Handles one `{erlkaf_event, Event}' payload; returns `{stats, Json}' for
-%% statistics (so the caller can keep the last one), else `ok'.
--spec handle(tuple(), term(), callbacks()) -> ok | {stats, binary()}.
+%% @doc Handles one `{erlkaf_event, Event}' payload; returns `{stats, Stats}' for
+%% statistics (so the caller can keep the last one), else `ok'. Stats are librdkafka's
+%% statistics JSON read by the NIF into maps with binary keys.
+-spec handle(tuple(), term(), callbacks()) -> ok | {stats, map() | binary()}.
 handle({log, Level, Facility, Text}, ClientId, _Callbacks) ->
     logger:log(log_level(Level), "erlkaf ~p [~ts] ~ts", [ClientId, Facility, Text],
                #{client_id => ClientId, facility => Facility, domain => [erlkaf]});
@@ -27,9 +28,9 @@ handle({consume_error, Topic, Partition, Code, Reason} = E, ClientId, Callbacks)
     logger:error("erlkaf ~p: consume error on ~ts/~p: ~p ~ts", [ClientId, Topic, Partition, Code, Reason],
                  #{client_id => ClientId, domain => [erlkaf]}),
     call(maps:get(error_callback, Callbacks), error_callback, ClientId, E);
-handle({stats, Json}, ClientId, Callbacks) ->
-    call(maps:get(stats_callback, Callbacks), stats_callback, ClientId, Json),
-    {stats, Json}.
+handle({stats, Stats}, ClientId, Callbacks) ->
+    call(maps:get(stats_callback, Callbacks), stats_callback, ClientId, Stats),
+    {stats, Stats}.
 
 call(undefined, _Name, _ClientId, _Arg) ->
     ok;

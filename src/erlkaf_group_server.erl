@@ -17,7 +17,7 @@
     offsets = #{} :: #{{binary(), non_neg_integer()} => integer()},
     stop_timeout :: non_neg_integer(),
     callbacks :: erlkaf_events:callbacks(),
-    last_stats = undefined :: undefined | binary()
+    last_stats = #{} :: map() | binary()
 }).
 
 %% @doc Child spec for `erlkaf_clients_sup'.
@@ -99,7 +99,7 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
     end;
 handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Callbacks} = S) ->
     case erlkaf_events:handle(Event, ClientId, Callbacks) of
-        {stats, Json} -> {noreply, S#state{last_stats = Json}};
+        {stats, Stats} -> {noreply, S#state{last_stats = Stats}};
         ok -> {noreply, S}
     end;
 handle_info(_Other, S) ->

@@ -27,6 +27,6 @@
 
 %% Called with librdkafka's statistics (as a JSON binary) every `statistics_interval_ms'
 %% when the module is the client's `stats_callback'.
--callback stats_callback(ClientId :: atom(), Stats :: binary()) -> any().
+-callback stats_callback(ClientId :: atom(), Stats :: map()) -> any().
 
 -optional_callbacks([delivery_report/3, delivery_report/2, stats_callback/2]).

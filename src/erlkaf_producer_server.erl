@@ -16,7 +16,7 @@
     res :: reference(),
     callback :: undefined | {module, module(), 2 | 3} | {function, fun()},
     opts :: map(),
-    last_stats = undefined :: undefined | binary(),
+    last_stats = #{} :: map() | binary(),
     stopped = false :: boolean()
 }).
 
@@ -169,6 +169,6 @@ report(Callback, Ref, Status, Msg, S) ->
 
 event(Event, #state{client_id = ClientId, opts = Opts} = S) ->
     case erlkaf_events:handle(Event, ClientId, maps:with([error_callback, stats_callback], Opts)) of
-        {stats, Json} -> S#state{last_stats = Json};
+        {stats, Stats} -> S#state{last_stats = Stats};
         ok -> S
     end.

@@ -19,7 +19,7 @@ init_per_testcase(Case, Config0) ->
     [{topic, T}, {client, Case} | Config].
 
 end_per_testcase(Case, Config) ->
-    [erlkaf:stop_client(C) || C <- [Case, meta_group]],
+    [erlkaf:stop_client(C) || C <- [Case, meta_group, stats_p]],
     erlkaf_test_lib:stop_mock(Config).
 
 t_metadata_of_cluster_and_topic(Config) ->
@@ -78,3 +78,39 @@ t_consumer_metadata_and_lag(Config) ->
     {ok, _} = erlkaf:produce_batch(C, T, [#{value => <<"late">>, partition => 2}]),
     ok = erlkaf:flush(C, 5000),
     ?assertEqual({ok, {0, 2}}, erlkaf:query_watermark_offsets(meta_group, T, 2)).
+
+%% librdkafka's statistics reach the stats_callback and get_stats/1 as maps (read by the
+%% NIF; no JSON library on the Erlang side), on producers and consumers.
+t_statistics_as_maps(Config) ->
+    T = ?config(topic, Config),
+    Self = self(),
+    Cb = fun(Id, Stats) -> Self ! {stats, Id, Stats}, ok end,
+    ok = erlkaf:create_producer(stats_p, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                          {statistics_interval_ms, 100}, {stats_callback, Cb}]),
+    {ok, _, _} = erlkaf:produce_sync(stats_p, T, <<"k">>, <<"v">>),
+    Stats = receive {stats, stats_p, S} -> S after 5000 -> ct:fail(no_stats) end,
+    #{<<"name">> := Name, <<"type">> := <<"producer">>, <<"brokers">> := Brokers,
+      <<"topics">> := #{}, <<"msg_cnt">> := MsgCnt, <<"ts">> := Ts} = Stats,
+    ?assert(is_binary(Name) andalso is_integer(MsgCnt) andalso is_integer(Ts)),
+    ?assertEqual(3, map_size(Brokers)),
+    [#{<<"nodeid">> := _, <<"rtt">> := #{<<"p99">> := _}} | _] = maps:values(Brokers),
+    erlkaf_test_lib:wait_until(fun() ->
+        case erlkaf:get_stats(stats_p) of
+            {ok, #{<<"topics">> := #{T := #{<<"partitions">> := Ps}}}} -> map_size(Ps) >= 4;
+            _ -> false
+        end
+    end, 5000),
+    ok = erlkaf:stop_client(stats_p),
+    ok = erlkaf:create_consumer_group(meta_group, <<T/binary, "-g">>,
+                                      [{T, [{callback_module, erlkaf_test_handler},
+                                            {callback_args, #{pid => Self, tag => stats}}]}],
+                                      [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                       {statistics_interval_ms, 100}],
+                                      [{auto_offset_reset, earliest}]),
+    erlkaf_test_lib:wait_until(fun() ->
+        case erlkaf:get_stats(meta_group) of
+            {ok, #{<<"type">> := <<"consumer">>, <<"cgrp">> := #{}}} -> true;
+            _ -> false
+        end
+    end, 10000),
+    ?assertEqual({error, undefined_client}, erlkaf:get_stats(no_such_client)).

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod json;
 pub mod ledger;
 pub mod message;
 pub mod metadata;

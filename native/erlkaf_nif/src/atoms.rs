@@ -54,6 +54,7 @@ rustler::atoms! {
     erlkaf_committed,
     erlkaf_query,
     retry,
+    null,
     metadata,
     watermarks,
     offsets_for_times,

@@ -92,12 +92,49 @@ pub fn erlkaf_msg<'a>(env: Env<'a>, m: &MessageView<'_>, topic: Term<'a>, value:
     rustler::types::tuple::make_tuple(env, &fields)
 }
 
-/// `{error, Code, Fatal, Reason}`, `{log, Level, Facility, Text}` or `{stats, Json}`.
+/// `{error, Code, Fatal, Reason}`, `{log, Level, Facility, Text}` or `{stats, Stats}`
+/// (librdkafka's statistics as maps with binary keys; the JSON binary itself if it
+/// could not be read).
 pub fn event_term<'a>(env: Env<'a>, event: ClientEvent<'_>) -> Term<'a> {
     match event {
         ClientEvent::Error { code, fatal, reason } => (atoms::error(), code_atom(env, code), fatal, reason).encode(env),
         ClientEvent::Log { level, facility, message } => (atoms::log(), level, facility, message).encode(env),
-        ClientEvent::Stats(json) => (atoms::stats(), binary(env, json.as_bytes())).encode(env),
+        ClientEvent::Stats(json) => {
+            let stats = erlkaf_core::json::parse(&json, &mut TermBuilder(env)).unwrap_or_else(|_| binary(env, json.as_bytes()));
+            (atoms::stats(), stats).encode(env)
+        }
+    }
+}
+
+/// JSON to terms: objects are maps with binary keys, arrays lists, strings binaries,
+/// `true`/`false`/`null` atoms (as jsone decodes them, which the original erlkaf used).
+struct TermBuilder<'a>(Env<'a>);
+
+impl<'a> erlkaf_core::json::Build for TermBuilder<'a> {
+    type Value = Term<'a>;
+    fn string(&mut self, s: &str) -> Term<'a> {
+        binary(self.0, s.as_bytes())
+    }
+    fn int(&mut self, i: i64) -> Term<'a> {
+        i.encode(self.0)
+    }
+    fn float(&mut self, f: f64) -> Term<'a> {
+        f.encode(self.0)
+    }
+    fn bool(&mut self, b: bool) -> Term<'a> {
+        b.encode(self.0)
+    }
+    fn null(&mut self) -> Term<'a> {
+        atoms::null().encode(self.0)
+    }
+    fn array(&mut self, items: Vec<Term<'a>>) -> Term<'a> {
+        items.encode(self.0)
+    }
+    fn object(&mut self, members: Vec<(Term<'a>, Term<'a>)>) -> Term<'a> {
+        Term::map_from_pairs(self.0, &members).unwrap_or_else(|_| {
+            // Duplicate keys: the later one wins.
+            members.iter().fold(Term::map_new(self.0), |m, (k, v)| m.map_put(*k, *v).unwrap_or(m))
+        })
     }
 }
 
