@@ -566,10 +566,26 @@ produce_one(Res, Topic, Msg, Opts) ->
     {ok, [msg_ref()]} | {error, {produce_error(), [msg_ref()], [batch_message()]}} | {error, produce_error()}.
 produce_batch(ClientId, Topic, Messages) when is_list(Messages) ->
     with_producer_topic(ClientId, Topic, fun(Res, T, Opts) ->
-        enqueue(Res, T, Messages, owner, Opts)
+        case erlkaf_telemetry:enabled() of
+            false ->
+                enqueue(Res, T, Messages, owner, Opts);
+            true ->
+                T0 = erlang:monotonic_time(),
+                R = enqueue(Res, T, Messages, owner, Opts),
+                Bytes = lists:sum([value_size(M) || M <- Messages]),
+                erlkaf_telemetry:execute([erlkaf, produce_batch],
+                                         #{count => length(Messages), bytes => Bytes, duration => erlang:monotonic_time() - T0},
+                                         #{client_id => ClientId, topic => T, result => case R of {ok, _} -> ok; {error, {E, _, _}} -> E; {error, E} -> E end}),
+                R
+        end
     end);
 produce_batch(_ClientId, _Topic, _Messages) ->
     {error, {badarg, message}}.
+
+value_size(V) when is_binary(V) -> byte_size(V);
+value_size({_K, V}) when is_binary(V) -> byte_size(V);
+value_size(#{value := V}) when is_binary(V) -> byte_size(V);
+value_size(_) -> 0.
 
 %% @equiv produce_sync(ClientId, Topic, Key, Value, #{})
 -spec produce_sync(client_id(), topic(), key(), value()) ->

@@ -23,12 +23,23 @@ handle({error, Code, Fatal, Reason}, ClientId, Callbacks) ->
     Level = case Fatal of true -> error; false -> notice end,
     logger:log(Level, "erlkaf ~p: ~p ~ts", [ClientId, Code, Reason], #{client_id => ClientId, domain => [erlkaf]}),
     Kind = case Fatal of true -> fatal; false -> error end,
+    erlkaf_telemetry:execute([erlkaf, error], #{count => 1}, #{client_id => ClientId, kind => Kind, code => Code, reason => Reason}),
     call(maps:get(error_callback, Callbacks), error_callback, ClientId, {Kind, Code, Reason});
 handle({consume_error, Topic, Partition, Code, Reason} = E, ClientId, Callbacks) ->
     logger:error("erlkaf ~p: consume error on ~ts/~p: ~p ~ts", [ClientId, Topic, Partition, Code, Reason],
                  #{client_id => ClientId, domain => [erlkaf]}),
+    erlkaf_telemetry:execute([erlkaf, error], #{count => 1},
+                             #{client_id => ClientId, kind => consume_error, code => Code, reason => Reason}),
     call(maps:get(error_callback, Callbacks), error_callback, ClientId, E);
 handle({stats, Stats}, ClientId, Callbacks) ->
+    Measurements = case Stats of
+        #{} -> maps:filter(fun(_, V) -> is_number(V) end,
+                           maps:from_list([{binary_to_atom(K), V} || K <- [<<"msg_cnt">>, <<"msg_size">>, <<"tx">>, <<"rx">>,
+                                                                          <<"txmsgs">>, <<"rxmsgs">>],
+                                                                     V <- [maps:get(K, Stats, undefined)]]));
+        _ -> #{}
+    end,
+    erlkaf_telemetry:execute([erlkaf, stats], Measurements, #{client_id => ClientId, stats => Stats}),
     call(maps:get(stats_callback, Callbacks), stats_callback, ClientId, Stats),
     {stats, Stats}.
 

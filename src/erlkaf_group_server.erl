@@ -34,6 +34,7 @@ start_link(ClientId, Config) ->
     gen_server:start_link(?MODULE, {ClientId, Config}, []).
 
 init({ClientId, #{props := Props, topics := Topics} = Config}) ->
+    _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
     Name = case ClientId of
         B when is_binary(B) -> B;
@@ -69,8 +70,10 @@ handle_cast(_Msg, S) ->
     {noreply, S}.
 
 handle_info({erlkaf_assigned, Parts}, S) ->
+    rebalance_event(assigned, [{T, P} || {T, P, _} <- Parts], S),
     {noreply, lists:foldl(fun({T, P, O}, Acc) -> start_worker(T, P, O, Acc) end, S, Parts)};
 handle_info({erlkaf_revoked, Generation, Parts}, #state{res = Res} = S) ->
+    rebalance_event(revoked, [{T, P} || {T, P, _} <- Parts], S),
     S1 = stop_workers([{T, P} || {T, P, _} <- Parts], S),
     erlkaf_nif:consumer_revoke_done(Res, Generation),
     {noreply, S1};
@@ -105,6 +108,10 @@ handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Call
 handle_info(_Other, S) ->
     {noreply, S}.
 
+rebalance_event(Kind, Parts, #state{client_id = ClientId}) ->
+    erlkaf_telemetry:execute([erlkaf, rebalance], #{count => length(Parts)},
+                             #{client_id => ClientId, kind => Kind, partitions => Parts}).
+
 terminate(_Reason, #state{client_id = ClientId, res = Res, workers = Ws} = S) ->
     erlkaf_registry:unregister(ClientId),
     _ = stop_workers(maps:keys(Ws), S),
@@ -116,7 +123,7 @@ terminate(_Reason, #state{client_id = ClientId, res = Res, workers = Ws} = S) ->
 
 start_worker(T, P, Offset, #state{res = Res, settings = Settings, workers = Ws} = S) ->
     Topic = maps:get(T, Settings),
-    case erlkaf_partition_worker:start_link(Res, T, P, Offset, Topic) of
+    case erlkaf_partition_worker:start_link(Res, T, P, Offset, Topic#{client_id => S#state.client_id}) of
         {ok, Pid} ->
             S#state{workers = Ws#{{T, P} => Pid}, offsets = (S#state.offsets)#{{T, P} => Offset}};
         {error, Reason} ->

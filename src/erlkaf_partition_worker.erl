@@ -25,7 +25,8 @@
     epoch = 0 :: non_neg_integer(),
     max_retries :: non_neg_integer() | infinity,
     %% Elixir handlers (`use Erlkaf.Consumer') get `%Erlkaf.Message{}' structs.
-    structs = false :: boolean()
+    structs = false :: boolean(),
+    client_id :: term()
 }).
 
 %% @doc Starts (and links) the worker; returns once `init/4' succeeded.
@@ -49,7 +50,8 @@ init(Parent, Res, Topic, Partition, Offset, Settings) ->
             loop(#w{res = Res, topic = Topic, partition = Partition, module = Mod, state = State,
                     dispatch = maps:get(dispatch_mode, Settings, one_by_one),
                     max_retries = maps:get(max_retries, Settings, infinity),
-                    structs = erlang:function_exported(Mod, '__erlkaf_structs__', 0)});
+                    structs = erlang:function_exported(Mod, '__erlkaf_structs__', 0),
+                    client_id = maps:get(client_id, Settings, undefined)});
         Other ->
             proc_lib:init_ack(Parent, {error, {init_failed, Other}})
     end.
@@ -125,9 +127,12 @@ handle(Input, Last, W) ->
     handle(Input, Last, W, 0).
 
 handle(Input, Last, #w{module = Mod, state = S} = W, Attempt) ->
+    Telemetry = erlkaf_telemetry:enabled(),
+    T0 = case Telemetry of true -> erlang:monotonic_time(); false -> 0 end,
     Result = try Mod:handle_message(convert(Input, W), S)
              catch Class:Error:Stack -> {error, {Class, Error, Stack}, S}
              end,
+    Telemetry andalso consume_event(Input, Result, erlang:monotonic_time() - T0, W),
     case Result of
         {ok, S1} ->
             W#w{state = S1};
@@ -140,6 +145,12 @@ handle(Input, Last, #w{module = Mod, state = S} = W, Attempt) ->
         Other ->
             retry(Input, Last, W, Attempt, {bad_return, Other})
     end.
+
+consume_event(Input, Result, Duration, #w{client_id = C, topic = T, partition = P}) ->
+    Count = case Input of L when is_list(L) -> length(L); _ -> 1 end,
+    erlkaf_telemetry:execute([erlkaf, consume, batch], #{count => Count, duration => Duration},
+                             #{client_id => C, topic => T, partition => P, result => element(1, Result)}),
+    true.
 
 convert(Input, #w{structs = false}) -> Input;
 convert(Msgs, #w{structs = true}) when is_list(Msgs) -> ['Elixir.Erlkaf.Message':from_record(M) || M <- Msgs];

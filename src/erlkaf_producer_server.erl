@@ -41,6 +41,7 @@ sync(Pid) ->
     gen_server:call(Pid, sync, infinity).
 
 init({ClientId, {Props, Opts}}) ->
+    _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
     Callback = callback(maps:get(delivery_report_callback, Opts)),
     %% all: every report to the callback; errors: failures only (with their MsgRef);
@@ -138,14 +139,25 @@ format_status(Status) ->
     maps:map(fun(messages, Msgs) -> [M || M <- Msgs, element(1, M) =/= erlkaf_dr];
                 (_, V) -> V end, Status).
 
-reports([], _S) ->
+reports(Reports, S) ->
+    case erlkaf_telemetry:enabled() of
+        true ->
+            Errors = length([x || {_, {error, _}, _} <- Reports]),
+            erlkaf_telemetry:execute([erlkaf, delivery], #{ok => length(Reports) - Errors, error => Errors},
+                                     #{client_id => S#state.client_id});
+        false ->
+            ok
+    end,
+    reports1(Reports, S).
+
+reports1([], _S) ->
     ok;
-reports([{erlkaf_sync, Alias, Result} | Rest], S) ->
+reports1([{erlkaf_sync, Alias, Result} | Rest], S) ->
     Alias ! {erlkaf_sync, Alias, Result},
-    reports(Rest, S);
-reports([{MsgRef, Status, Msg} | Rest], #state{callback = Callback} = S) ->
+    reports1(Rest, S);
+reports1([{MsgRef, Status, Msg} | Rest], #state{callback = Callback} = S) ->
     report(Callback, MsgRef, Status, Msg, S),
-    reports(Rest, S).
+    reports1(Rest, S).
 
 report(undefined, _Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P}, S) ->
     logger:warning("erlkaf producer ~p: delivery to ~ts/~p failed: ~p",

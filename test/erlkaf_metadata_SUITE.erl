@@ -114,3 +114,47 @@ t_statistics_as_maps(Config) ->
         end
     end, 10000),
     ?assertEqual({error, undefined_client}, erlkaf:get_stats(no_such_client)).
+
+%% With telemetry present (test/telemetry.erl stands in for the library), each documented
+%% event arrives with its measurements and metadata.
+t_telemetry_events(Config) ->
+    T = ?config(topic, Config),
+    telemetry:attach(self()),
+    try
+        ok = erlkaf:create_producer(tel_p, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                            {statistics_interval_ms, 100},
+                                            {delivery_report_callback, fun(_, _, _) -> ok end}]),
+        true = erlkaf_telemetry:enabled(),
+        {ok, _} = erlkaf:produce_batch(tel_p, T, [<<"abc">>, {<<"k">>, <<"de">>}, #{value => <<"f">>, partition => 1}]),
+        receive {telemetry, [erlkaf, produce_batch], #{count := 3, bytes := 6, duration := D}, #{client_id := tel_p, topic := T, result := ok}} ->
+            ?assert(is_integer(D))
+        after 5000 -> ct:fail(no_produce_batch_event)
+        end,
+        Delivered = fun Loop(N) when N >= 3 -> N;
+                        Loop(N) -> receive {telemetry, [erlkaf, delivery], #{ok := Ok, error := 0}, #{client_id := tel_p}} -> Loop(N + Ok)
+                                   after 5000 -> ct:fail({delivered, N}) end
+                    end(0),
+        ?assertEqual(3, Delivered),
+        receive {telemetry, [erlkaf, stats], #{msg_cnt := _}, #{client_id := tel_p, stats := #{<<"name">> := _}}} -> ok
+        after 5000 -> ct:fail(no_stats_event)
+        end,
+        ok = erlkaf:create_consumer_group(meta_group, <<T/binary, "-g">>,
+                                          [{T, [{callback_module, erlkaf_test_handler},
+                                                {callback_args, #{pid => self(), tag => tel}},
+                                                {dispatch_mode, {batch, 10}}]}],
+                                          [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)}, {fetch_wait_max_ms, 10}],
+                                          [{auto_offset_reset, earliest}]),
+        receive {telemetry, [erlkaf, rebalance], #{count := 4}, #{client_id := meta_group, kind := assigned, partitions := Ps}} ->
+            ?assertEqual(4, length(Ps))
+        after 15000 -> ct:fail(no_rebalance_event)
+        end,
+        Consumed = fun Loop(N) when N >= 3 -> N;
+                       Loop(N) -> receive {telemetry, [erlkaf, consume, batch], #{count := C, duration := _},
+                                           #{client_id := meta_group, topic := T, partition := _, result := ok}} -> Loop(N + C)
+                                  after 15000 -> ct:fail({consumed, N}) end
+                   end(0),
+        ?assertEqual(3, Consumed)
+    after
+        telemetry:detach(),
+        erlkaf:stop_client(tel_p)
+    end.
