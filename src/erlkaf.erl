@@ -28,6 +28,9 @@
 %% Metadata and offsets (producers and consumers)
 -export([get_metadata/1, get_metadata/2, get_partitions_count/2, query_watermark_offsets/3,
          query_watermark_offsets/4, offsets_for_times/2, offsets_for_times/3, consumer_lag/1]).
+%% Admin (producers and consumers)
+-export([create_topics/2, create_topics/3, delete_topics/2, delete_topics/3, create_partitions/2,
+         create_partitions/3]).
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
@@ -57,6 +60,12 @@
 
 -export_type([client_id/0, topic/0, key/0, value/0, partition/0, headers/0, timestamp/0,
               msg_ref/0, batch_message/0, produce_error/0, client_option/0, topic_option/0]).
+-type new_topic() :: {topic(), Partitions :: integer(), ReplicationFactor :: integer()}
+                   | {topic(), integer(), integer(), [{atom() | iodata(), atom() | iodata() | integer()}]}
+                   | #{name := topic(), partitions => integer(), replication_factor => integer(),
+                       config => [{atom() | iodata(), atom() | iodata() | integer()}]}.
+-type admin_result() :: {ok, [{binary(), ok | {error, atom() | integer(), binary()}}]} | {error, term()}.
+-export_type([new_topic/0, admin_result/0]).
 
 %% ---------------------------------------------------------------------------------------
 %% Application
@@ -504,6 +513,84 @@ query(ClientId, Query, Timeout) ->
         Error ->
             Error
     end.
+
+%% ---------------------------------------------------------------------------------------
+%% Admin: topics and partitions. Each request waits for the controller's answer (at most
+%% the timeout, default 30 s) on a thread of its own; results are per topic.
+
+-define(ADMIN_TIMEOUT, 30000).
+
+
+%% @equiv create_topics(ClientId, Topics, 30000)
+-spec create_topics(client_id(), [new_topic()]) -> admin_result().
+create_topics(ClientId, Topics) ->
+    create_topics(ClientId, Topics, ?ADMIN_TIMEOUT).
+
+%% @doc Creates topics (-1 partitions or replication factor: the broker's default);
+%% config keys are the broker's topic settings (`retention_ms' or `<<"retention.ms">>'):
+%% ```
+%% {ok, [{<<"events">>, ok}, {<<"bad name!">>, {error, invalid_topic_exception, _}}]} =
+%%     erlkaf:create_topics(client1, [{<<"events">>, 8, 3, [{retention_ms, 3600000}]},
+%%                                    #{name => <<"bad name!">>, partitions => 1}]).
+%% '''
+-spec create_topics(client_id(), [new_topic()], non_neg_integer()) -> admin_result().
+create_topics(ClientId, Topics, Timeout) when is_list(Topics), is_integer(Timeout), Timeout >= 0 ->
+    try [new_topic(T) || T <- Topics] of
+        L -> query(ClientId, {create_topics, L}, Timeout)
+    catch
+        throw:{badarg, _} = Bad -> {error, Bad}
+    end;
+create_topics(_ClientId, _Topics, _Timeout) ->
+    {error, {badarg, topics}}.
+
+new_topic({T, P, R}) -> new_topic({T, P, R, []});
+new_topic(#{name := T} = M) ->
+    new_topic({T, maps:get(partitions, M, -1), maps:get(replication_factor, M, -1), maps:get(config, M, [])});
+new_topic({T, P, R, Config}) when is_integer(P), is_integer(R), is_list(Config) ->
+    case topic_bin(T) of
+        error -> throw({badarg, topic});
+        B -> {B, P, R, [{config_name(K), config_value(V)} || {K, V} <- Config]}
+    end;
+new_topic(_) -> throw({badarg, topic}).
+
+config_name(K) when is_atom(K) -> list_to_binary(string:replace(atom_to_list(K), "_", ".", all));
+config_name(K) -> iolist_to_binary(K).
+
+config_value(V) when is_integer(V) -> integer_to_binary(V);
+config_value(V) when is_atom(V) -> atom_to_binary(V);
+config_value(V) -> iolist_to_binary(V).
+
+%% @equiv delete_topics(ClientId, Topics, 30000)
+-spec delete_topics(client_id(), [topic()]) -> admin_result().
+delete_topics(ClientId, Topics) ->
+    delete_topics(ClientId, Topics, ?ADMIN_TIMEOUT).
+
+%% @doc Deletes topics.
+-spec delete_topics(client_id(), [topic()], non_neg_integer()) -> admin_result().
+delete_topics(ClientId, Topics, Timeout) when is_list(Topics), is_integer(Timeout), Timeout >= 0 ->
+    Names = [topic_bin(T) || T <- Topics],
+    case lists:member(error, Names) of
+        true -> {error, {badarg, topic}};
+        false -> query(ClientId, {delete_topics, Names}, Timeout)
+    end;
+delete_topics(_ClientId, _Topics, _Timeout) ->
+    {error, {badarg, topics}}.
+
+%% @equiv create_partitions(ClientId, Totals, 30000)
+-spec create_partitions(client_id(), [{topic(), pos_integer()}]) -> admin_result().
+create_partitions(ClientId, Totals) ->
+    create_partitions(ClientId, Totals, ?ADMIN_TIMEOUT).
+
+%% @doc Raises topics' partition counts to the given totals.
+-spec create_partitions(client_id(), [{topic(), pos_integer()}], non_neg_integer()) -> admin_result().
+create_partitions(ClientId, Totals, Timeout) when is_list(Totals), is_integer(Timeout), Timeout >= 0 ->
+    L = [{topic_bin(T), N} || {T, N} <- Totals, is_integer(N), N > 0],
+    case length(L) =:= length(Totals) andalso not lists:keymember(error, 1, L) of
+        true -> query(ClientId, {create_partitions, L}, Timeout);
+        false -> {error, {badarg, partitions}}
+    end;
+create_partitions(_ClientId, _Totals, _Timeout) ->
+    {error, {badarg, partitions}}.
 
 %% ---------------------------------------------------------------------------------------
 %% Producer API

@@ -56,7 +56,16 @@ t_idempotent_producer_loses_nothing_under_faults(Config) ->
         Msgs = [#{value => <<Seq:64>>, partition => Seq rem ?PARTITIONS} || Seq <- lists:seq(From, To)],
         {ok, _} = erlkaf:produce_batch(C, T, Msgs),
         %% Read along: the next chunk goes out once this one is reported and read.
-        erlkaf_test_lib:wait_until(fun() -> ets:info(Reports, size) > To andalso ets:info(Log, size) > To end, 120000)
+        Done = fun() -> ets:info(Reports, size) > To andalso ets:info(Log, size) > To end,
+        case catch erlkaf_test_lib:wait_until(Done, 120000) of
+            true -> ok;
+            Timeout ->
+                ct:pal("stalled before ~p: ~p reports, ~p read; producer ~p; group ~p ~p~nfaults: ~p",
+                       [To + 1, ets:info(Reports, size), ets:info(Log, size), erlkaf:producer_info(C),
+                        catch erlkaf:assignment(faults_group), catch erlkaf:consumer_lag(faults_group),
+                        fault_count()]),
+                ct:fail({stalled, Timeout})
+        end
     end, lists:seq(0, N - 1, ?CHUNK)),
     unlink(Faults), exit(Faults, kill),
     ct:pal("~p messages, faults injected: ~p", [N, fault_count()]),

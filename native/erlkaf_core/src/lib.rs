@@ -6,6 +6,7 @@
 //! blocking destroy runs on the [`reaper`].
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod consumer;

@@ -7,6 +7,7 @@ use crate::error::code_atom;
 use crate::reply::reply_later;
 use crate::resource::ProducerRes;
 use erlkaf_core::client::Kafka;
+use erlkaf_core::admin::{self, ItemResult};
 use erlkaf_core::metadata::{self, Metadata};
 use erlkaf_core::tpl::TopicPartition;
 use erlkaf_core::Result;
@@ -18,6 +19,9 @@ enum Query {
     Metadata(Option<String>),
     Watermarks(String, i32),
     OffsetsForTimes(Vec<TopicPartition>),
+    CreateTopics(Vec<admin::NewTopic>),
+    DeleteTopics(Vec<String>),
+    CreatePartitions(Vec<(String, i32)>),
 }
 
 /// A producer or a consumer resource.
@@ -40,6 +44,21 @@ fn decode_query(q: Term) -> NifResult<Query> {
         if tag == atoms::metadata() {
             let topic = if topic == atoms::undefined().to_term(q.get_env()) { None } else { Some(topic.decode::<String>()?) };
             return Ok(Query::Metadata(topic));
+        }
+        if tag == atoms::create_topics() {
+            let topics: Vec<(String, i32, i32, Vec<(String, String)>)> = topic.decode()?;
+            return Ok(Query::CreateTopics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions, replication, config)| admin::NewTopic { name, partitions, replication, config })
+                    .collect(),
+            ));
+        }
+        if tag == atoms::delete_topics() {
+            return Ok(Query::DeleteTopics(topic.decode()?));
+        }
+        if tag == atoms::create_partitions() {
+            return Ok(Query::CreatePartitions(topic.decode()?));
         }
         if tag == atoms::offsets_for_times() {
             let parts: Vec<(String, i32, i64)> = topic.decode()?;
@@ -84,6 +103,30 @@ fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u3
             move || client.with_kafka(|k| metadata::watermarks(k, &topic, partition, timeout)),
             |env, (low, high)| (atoms::ok(), (low, high)).encode(env),
         ),
+        Query::CreateTopics(topics) => reply_later(
+            env,
+            "create_topics",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| admin::create_topics(k, &topics, timeout)),
+            items_term,
+        ),
+        Query::DeleteTopics(names) => reply_later(
+            env,
+            "delete_topics",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| admin::delete_topics(k, &names, timeout)),
+            items_term,
+        ),
+        Query::CreatePartitions(totals) => reply_later(
+            env,
+            "create_partitions",
+            atoms::erlkaf_query(),
+            tag,
+            move || client.with_kafka(|k| admin::create_partitions(k, &totals, timeout)),
+            items_term,
+        ),
         Query::OffsetsForTimes(parts) => reply_later(
             env,
             "offsets_for_times",
@@ -102,6 +145,21 @@ fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u3
             },
         ),
     })
+}
+
+/// `{ok, [{Name, ok | {error, Code, Message}}]}`.
+fn items_term<'a>(env: Env<'a>, items: Vec<ItemResult>) -> Term<'a> {
+    let items: Vec<Term> = items
+        .iter()
+        .map(|(name, r)| {
+            let result = match r {
+                None => atoms::ok().encode(env),
+                Some((code, msg)) => (atoms::error(), code_atom(env, *code), msg.as_str()).encode(env),
+            };
+            (crate::sink::binary(env, name.as_bytes()), result).encode(env)
+        })
+        .collect();
+    (atoms::ok(), items).encode(env)
 }
 
 fn map<'a>(env: Env<'a>, pairs: &[(rustler::Atom, Term<'a>)]) -> Term<'a> {
