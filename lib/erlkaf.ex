@@ -164,6 +164,62 @@ defmodule Erlkaf do
           {:ok, [{topic(), non_neg_integer(), integer()}]} | {:error, term()}
   def position(client, parts \\ :assigned), do: :erlkaf.position(client, parts)
 
+  ## Metadata, offsets, admin, statistics (producers and consumers)
+
+  @doc """
+  Brokers, topics, partitions, leaders and replicas, for every topic or one.
+
+      iex> {:ok, mock} = Erlkaf.Mock.start()
+      iex> :ok = Erlkaf.create_producer(:meta_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
+      iex> {:ok, %{brokers: [_ | _], topics: [%{name: "doc-meta", partitions: parts}]}} =
+      ...>   Erlkaf.metadata(:meta_doc, "doc-meta")
+      iex> length(parts)
+      4
+      iex> Erlkaf.stop_client(:meta_doc)
+      :ok
+  """
+  @spec metadata(client(), topic() | nil) :: {:ok, map()} | {:error, term()}
+  def metadata(client, topic \\ nil)
+  def metadata(client, nil), do: :erlkaf.get_metadata(client)
+  def metadata(client, topic), do: :erlkaf.get_metadata(client, topic)
+
+  @doc "The number of partitions of a topic."
+  @spec partitions_count(client(), topic()) :: {:ok, pos_integer()} | {:error, term()}
+  def partitions_count(client, topic), do: :erlkaf.get_partitions_count(client, topic)
+
+  @doc "The low and high watermark offsets of a partition: `{:ok, {low, high}}`."
+  @spec watermark_offsets(client(), topic(), non_neg_integer()) :: {:ok, {integer(), integer()}} | {:error, term()}
+  def watermark_offsets(client, topic, partition), do: :erlkaf.query_watermark_offsets(client, topic, partition)
+
+  @doc "For each `{topic, partition, timestamp_ms}`: the first offset at or after it."
+  @spec offsets_for_times(client(), [{topic(), non_neg_integer(), non_neg_integer()}]) ::
+          {:ok, [{topic(), non_neg_integer(), integer() | {:error, term()}}]} | {:error, term()}
+  def offsets_for_times(client, parts), do: :erlkaf.offsets_for_times(client, parts)
+
+  @doc "A consumer group's lag per assigned partition (high watermark - committed)."
+  @spec consumer_lag(client()) :: {:ok, [{topic(), non_neg_integer(), non_neg_integer()}]} | {:error, term()}
+  def consumer_lag(client), do: :erlkaf.consumer_lag(client)
+
+  @doc """
+  Creates topics: `{name, partitions, replication_factor}`, with a config list as 4th
+  element, or a map with `:name`, `:partitions`, `:replication_factor`, `:config`.
+  Results are per topic: `{:ok, [{name, :ok | {:error, code, message}}]}`.
+  """
+  @spec create_topics(client(), [tuple() | map()], non_neg_integer()) :: {:ok, list()} | {:error, term()}
+  def create_topics(client, topics, timeout \\ 30_000), do: :erlkaf.create_topics(client, topics, timeout)
+
+  @doc "Deletes topics; results per topic."
+  @spec delete_topics(client(), [topic()], non_neg_integer()) :: {:ok, list()} | {:error, term()}
+  def delete_topics(client, topics, timeout \\ 30_000), do: :erlkaf.delete_topics(client, topics, timeout)
+
+  @doc "Raises partition counts: `[{topic, new_total}]`; results per topic."
+  @spec create_partitions(client(), [{topic(), pos_integer()}], non_neg_integer()) :: {:ok, list()} | {:error, term()}
+  def create_partitions(client, totals, timeout \\ 30_000), do: :erlkaf.create_partitions(client, totals, timeout)
+
+  @doc "The latest librdkafka statistics as maps (`statistics_interval_ms` must be set)."
+  @spec stats(client()) :: {:ok, map()} | {:error, term()}
+  def stats(client), do: :erlkaf.get_stats(client)
+
   defp undef(nil), do: :undefined
   defp undef(v), do: v
 
