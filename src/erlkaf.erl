@@ -31,6 +31,10 @@
 %% Admin (producers and consumers)
 -export([create_topics/2, create_topics/3, delete_topics/2, delete_topics/3, create_partitions/2,
          create_partitions/3]).
+%% Transactions
+-export([init_transactions/1, init_transactions/2, begin_transaction/1, commit_transaction/1,
+         commit_transaction/2, abort_transaction/1, abort_transaction/2,
+         send_offsets_to_transaction/3, send_offsets_to_transaction/4]).
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
@@ -591,6 +595,100 @@ create_partitions(ClientId, Totals, Timeout) when is_list(Totals), is_integer(Ti
     end;
 create_partitions(_ClientId, _Totals, _Timeout) ->
     {error, {badarg, partitions}}.
+
+%% ---------------------------------------------------------------------------------------
+%% Transactions: a producer created with `{transactional_id, Id}'. Errors are
+%% `{error, {Code, #{message, fatal, retriable, abortable}}}': `abortable' says the
+%% transaction must be aborted, `retriable' that the call may be repeated, `fatal' that
+%% the producer is unusable (it then stops, see `error_callback').
+%%
+%% Consume-transform-produce, from a handler:
+%% ```
+%% ok = erlkaf:begin_transaction(txp),
+%% {ok, _} = erlkaf:produce_batch(txp, <<"out">>, Transformed),
+%% ok = erlkaf:send_offsets_to_transaction(txp, my_group, [{<<"in">>, P, LastOffset + 1}]),
+%% ok = erlkaf:commit_transaction(txp).
+%% '''
+
+-define(TXN_TIMEOUT, 30000).
+
+%% @equiv init_transactions(ClientId, 30000)
+-spec init_transactions(client_id()) -> ok | {error, term()}.
+init_transactions(ClientId) ->
+    init_transactions(ClientId, ?TXN_TIMEOUT).
+
+%% @doc Registers the transactional id with the cluster (fencing older producers that
+%% used it) and finishes what a previous instance left. Once per producer.
+-spec init_transactions(client_id(), non_neg_integer()) -> ok | {error, term()}.
+init_transactions(ClientId, Timeout) ->
+    txn(ClientId, init, Timeout).
+
+%% @doc Starts a transaction: what is produced until commit or abort belongs to it.
+-spec begin_transaction(client_id()) -> ok | {error, term()}.
+begin_transaction(ClientId) ->
+    txn(ClientId, 'begin', ?TXN_TIMEOUT).
+
+%% @equiv commit_transaction(ClientId, 30000)
+-spec commit_transaction(client_id()) -> ok | {error, term()}.
+commit_transaction(ClientId) ->
+    commit_transaction(ClientId, ?TXN_TIMEOUT).
+
+%% @doc Flushes the transaction's messages and commits it.
+-spec commit_transaction(client_id(), non_neg_integer()) -> ok | {error, term()}.
+commit_transaction(ClientId, Timeout) ->
+    txn(ClientId, commit, Timeout).
+
+%% @equiv abort_transaction(ClientId, 30000)
+-spec abort_transaction(client_id()) -> ok | {error, term()}.
+abort_transaction(ClientId) ->
+    abort_transaction(ClientId, ?TXN_TIMEOUT).
+
+%% @doc Aborts the transaction: its messages are purged or marked aborted (consumers
+%% with `{isolation_level, read_committed}' never see them).
+-spec abort_transaction(client_id(), non_neg_integer()) -> ok | {error, term()}.
+abort_transaction(ClientId, Timeout) ->
+    txn(ClientId, abort, Timeout).
+
+%% @equiv send_offsets_to_transaction(ClientId, GroupClientId, Offsets, 30000)
+-spec send_offsets_to_transaction(client_id(), client_id(), [{topic(), partition(), non_neg_integer()}]) ->
+    ok | {error, term()}.
+send_offsets_to_transaction(ClientId, GroupClientId, Offsets) ->
+    send_offsets_to_transaction(ClientId, GroupClientId, Offsets, ?TXN_TIMEOUT).
+
+%% @doc Commits a consumer group's offsets (the next offset to read per partition) as
+%% part of the current transaction. `GroupClientId' is an erlkaf consumer group client.
+-spec send_offsets_to_transaction(client_id(), client_id(), [{topic(), partition(), non_neg_integer()}],
+                                  non_neg_integer()) -> ok | {error, term()}.
+send_offsets_to_transaction(ClientId, GroupClientId, Offsets, Timeout) when is_list(Offsets) ->
+    L = [{topic_bin(T), P, O} || {T, P, O} <- Offsets, is_integer(P), P >= 0, is_integer(O), O >= 0],
+    case length(L) =:= length(Offsets) andalso not lists:keymember(error, 1, L) of
+        false ->
+            {error, {badarg, offsets}};
+        true ->
+            with_producer(ClientId, fun(Res, _Opts) ->
+                case erlkaf_registry:lookup(GroupClientId) of
+                    {ok, consumer, CRes, _, _} ->
+                        Tag = make_ref(),
+                        ok = erlkaf_nif:producer_send_offsets(Res, CRes, L, Timeout, Tag),
+                        receive {erlkaf_query, Tag, Result} -> Result end;
+                    {ok, _, _, _, _} ->
+                        {error, not_a_consumer};
+                    Error ->
+                        Error
+                end
+            end)
+    end;
+send_offsets_to_transaction(_ClientId, _GroupClientId, _Offsets, _Timeout) ->
+    {error, {badarg, offsets}}.
+
+txn(ClientId, Op, Timeout) when is_integer(Timeout), Timeout >= 0 ->
+    with_producer(ClientId, fun(Res, _Opts) ->
+        Tag = make_ref(),
+        ok = erlkaf_nif:producer_txn(Res, Op, Timeout, Tag),
+        receive {erlkaf_query, Tag, Result} -> Result end
+    end);
+txn(_ClientId, _Op, _Timeout) ->
+    {error, {badarg, timeout}}.
 
 %% ---------------------------------------------------------------------------------------
 %% Producer API

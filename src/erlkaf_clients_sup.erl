@@ -20,7 +20,10 @@ start_client(ClientId, Spec) ->
     case supervisor:start_child(?MODULE, Spec#{id => ClientId}) of
         {ok, _Pid} -> ok;
         {error, {already_started, _}} -> {error, already_exists};
-        {error, already_present} -> {error, already_exists};
+        {error, already_present} ->
+            %% A client that stopped by itself (a fatal error): its spec is still here.
+            _ = supervisor:delete_child(?MODULE, ClientId),
+            start_client(ClientId, Spec);
         {error, {Reason, _Child}} -> {error, Reason};
         {error, Reason} -> {error, Reason}
     end.

@@ -101,9 +101,11 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
             end
     end;
 handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Callbacks} = S) ->
-    case erlkaf_events:handle(Event, ClientId, Callbacks) of
-        {stats, Stats} -> {noreply, S#state{last_stats = Stats}};
-        ok -> {noreply, S}
+    case {erlkaf_events:handle(Event, ClientId, Callbacks), Event} of
+        {{stats, Stats}, _} -> {noreply, S#state{last_stats = Stats}};
+        %% Fatal (e.g. fenced by a static member with the same group.instance.id): stop.
+        {ok, {error, Code, true, Reason}} -> {stop, {shutdown, {fatal_error, Code, Reason}}, S};
+        {ok, _} -> {noreply, S}
     end;
 handle_info(_Other, S) ->
     {noreply, S}.

@@ -33,6 +33,8 @@
     consumer_committed/4,
     consumer_position/2,
     client_query/4,
+    producer_txn/4,
+    producer_send_offsets/5,
     config_check/2,
     nif_counters/0
 ]).
@@ -96,6 +98,8 @@ consumer_stop(_Res) -> ?NOT_LOADED.
 consumer_seek(_Res, _Topic, _Partition, _Offset, _Tag) -> ?NOT_LOADED.
 consumer_committed(_Res, _Parts, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 client_query(_Res, _Query, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+producer_txn(_Res, _Op, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+producer_send_offsets(_Res, _ConsumerRes, _Offsets, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 producer_send(_Res, _Topic, _Partition, _Key, _Value, _Headers, _Timestamp) -> ?NOT_LOADED.
 consumer_position(_Res, _Parts) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.

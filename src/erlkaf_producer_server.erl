@@ -94,6 +94,11 @@ handle_cast(_Msg, S) ->
 handle_info({erlkaf_dr, Reports}, S) ->
     reports(Reports, S),
     {noreply, S};
+handle_info({erlkaf_event, {error, Code, true, Reason} = Event}, S) ->
+    %% A fatal error (e.g. fenced by a newer producer with the same transactional id):
+    %% librdkafka refuses everything from now on. The callback and the log have it; the
+    %% client stops (and is not restarted: the same configuration would be fenced again).
+    {stop, {shutdown, {fatal_error, Code, Reason}}, event(Event, S)};
 handle_info({erlkaf_event, Event}, S) ->
     {noreply, event(Event, S)};
 handle_info({erlkaf_stopped, _Report}, S) ->

@@ -18,11 +18,15 @@ all() -> [{group, tansu}, {group, noida}].
 groups() ->
     Cases = [t_admin_topics, t_round_trip_headers_timestamps, t_batch_and_compression,
              t_idempotent_producer, t_group_of_two_rebalances_without_loss, t_commit_then_resume,
-             t_create_partitions, t_watermarks_and_metadata],
+             t_create_partitions, t_watermarks_and_metadata, t_read_committed_hides_aborted_transactions,
+             t_consume_transform_produce, t_fenced_transactional_producer_stops],
     [{tansu, [], Cases}, {noida, [], Cases}].
 
 %% Behaviours a broker gets wrong, as measured (../shared/BROKERS.md): skipped there.
 known_defect(tansu, t_create_partitions) -> "tansu 0.6 answers CreatePartitions with UNSUPPORTED_FEATURE";
+known_defect(tansu, t_read_committed_hides_aborted_transactions) -> "tansu has no read_committed isolation";
+known_defect(tansu, t_fenced_transactional_producer_stops) ->
+    "tansu does not fence: a second init_transactions for an id with an open transaction times out";
 known_defect(_, _) -> false.
 
 init_per_suite(Config) ->
@@ -61,7 +65,7 @@ init_per_testcase(Case, Config) ->
     end.
 
 end_per_testcase(_Case, _Config) ->
-    [erlkaf:stop_client(C) || C <- [admin, p1, g1, g2]],
+    [erlkaf:stop_client(C) || C <- [admin, p1, g1, g2, txp, txp2]],
     ok.
 
 command(tansu, Dir, Port, _Data) ->
@@ -244,3 +248,71 @@ t_watermarks_and_metadata(Config) ->
     ?assertEqual({ok, {0, 5}}, erlkaf:query_watermark_offsets(p1, T, 2)),
     {ok, #{brokers := [_ | _], topics := [#{name := T, partitions := Ps}]}} = erlkaf:get_metadata(p1, T),
     ?assertEqual(4, length(Ps)).
+
+%% ---------------------------------------------------------------------------------------
+%% Transactions
+
+txn_producer(Id, Config) ->
+    Self = self(),
+    ok = erlkaf:create_producer(Id, client(Config, [{transactional_id, atom_to_binary(?config(broker, Config))},
+                                                    {error_callback, fun(C, E) -> Self ! {client_error, C, E}, ok end}])),
+    ok = erlkaf:init_transactions(Id).
+
+t_read_committed_hides_aborted_transactions(Config) ->
+    T = ?config(topic, Config),
+    txn_producer(txp, Config),
+    Batch = fun(Prefix, N) -> [#{value => <<Prefix/binary, (integer_to_binary(I))/binary>>, partition => I rem 4}
+                               || I <- lists:seq(1, N)] end,
+    ok = erlkaf:begin_transaction(txp),
+    {ok, _} = erlkaf:produce_batch(txp, T, Batch(<<"c1-">>, 10)),
+    ok = erlkaf:commit_transaction(txp),
+    ok = erlkaf:begin_transaction(txp),
+    {ok, _} = erlkaf:produce_batch(txp, T, Batch(<<"ab-">>, 10)),
+    ok = erlkaf:flush(txp, 10000),
+    ok = erlkaf:abort_transaction(txp),
+    ok = erlkaf:begin_transaction(txp),
+    {ok, _} = erlkaf:produce_batch(txp, T, Batch(<<"c2-">>, 5)),
+    ok = erlkaf:commit_transaction(txp),
+    ok = erlkaf:create_consumer_group(g1, <<T/binary, "-rc">>,
+                                      [{T, [{callback_module, erlkaf_test_handler},
+                                            {callback_args, #{pid => self(), tag => rc}}]}],
+                                      [{isolation_level, read_committed} | group_config(Config)],
+                                      [{auto_offset_reset, earliest}]),
+    Seen = collect(rc, 15),
+    ?assertEqual(lists:sort([V || #{value := V} <- Batch(<<"c1-">>, 10) ++ Batch(<<"c2-">>, 5)]), lists:sort(maps:keys(Seen))),
+    receive {handled, rc, _, _, _, V} -> ct:fail({aborted_or_duplicate, V}) after 2000 -> ok end.
+
+t_consume_transform_produce(Config) ->
+    T = ?config(topic, Config),
+    ok = erlkaf:create_producer(p1, client(Config, [])),
+    [{ok, 0, _} = erlkaf:produce_sync(p1, T, undefined, integer_to_binary(I), #{partition => 0}) || I <- lists:seq(1, 6)],
+    txn_producer(txp, Config),
+    ok = erlkaf:create_consumer_group(g1, <<T/binary, "-ctp">>,
+                                      [{T, [{callback_module, erlkaf_test_handler},
+                                            {callback_args, #{pid => self(), tag => in}}]}],
+                                      [{enable_auto_commit, false} | group_config(Config)],
+                                      [{auto_offset_reset, earliest}]),
+    In = maps:keys(collect(in, 6)),
+    {ok, [{_, ok}]} = erlkaf:create_topics(admin, [{<<T/binary, "-out">>, 1, 1}]),
+    ok = erlkaf:begin_transaction(txp),
+    {ok, _} = erlkaf:produce_batch(txp, <<T/binary, "-out">>, [<<"x", V/binary>> || V <- In]),
+    ok = erlkaf:send_offsets_to_transaction(txp, g1, [{T, 0, 6}]),
+    ok = erlkaf:commit_transaction(txp),
+    ?assertEqual({ok, [{T, 0, 6}]}, erlkaf:committed(g1, [{T, 0}])).
+
+%% A second producer with the same transactional id fences the first: the first gets a
+%% fatal error and its client stops with that reason.
+t_fenced_transactional_producer_stops(Config) ->
+    T = ?config(topic, Config),
+    txn_producer(txp, Config),
+    ok = erlkaf:begin_transaction(txp),
+    {ok, _} = erlkaf:produce_batch(txp, T, [<<"a">>]),
+    ok = erlkaf:flush(txp, 10000),
+    txn_producer(txp2, Config),
+    R = erlkaf:commit_transaction(txp),
+    ct:pal("commit of the fenced producer: ~p", [R]),
+    {error, {_, #{fatal := true}}} = R,
+    receive {client_error, txp, {fatal, Code, _}} -> ct:pal("fenced: ~p", [Code])
+    after 10000 -> ct:fail(no_fatal_error)
+    end,
+    erlkaf_test_lib:wait_until(fun() -> erlkaf_registry:lookup(txp) =:= {error, undefined_client} end, 10000).

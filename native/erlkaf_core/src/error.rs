@@ -114,6 +114,23 @@ pub enum Error {
     Kafka(ErrorCode),
     /// The mock cluster could not be created.
     MockCluster(String),
+    /// A transaction call failed; the flags say what the caller may do next.
+    Txn(TxnError),
+}
+
+/// A failed transaction call (librdkafka's `rd_kafka_error_t`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// librdkafka's message.
+    pub message: String,
+    /// The producer cannot be used any more (e.g. fenced by a newer instance).
+    pub fatal: bool,
+    /// The same call may be retried.
+    pub retriable: bool,
+    /// The transaction must be aborted (`abort_transaction`) before going on.
+    pub abortable: bool,
 }
 
 impl fmt::Display for Error {
@@ -126,6 +143,7 @@ impl fmt::Display for Error {
             Error::ClientStopped => write!(f, "client stopped"),
             Error::Kafka(c) => write!(f, "{c}"),
             Error::MockCluster(m) => write!(f, "mock cluster: {m}"),
+            Error::Txn(t) => write!(f, "transaction: {} ({})", t.code, t.message),
         }
     }
 }

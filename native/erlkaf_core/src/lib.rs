@@ -22,6 +22,7 @@ pub mod producer;
 pub mod pump;
 pub mod reaper;
 pub mod tpl;
+pub mod txn;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, Result, TxnError};
 pub use rdkafka_sys;

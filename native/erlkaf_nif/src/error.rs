@@ -23,6 +23,16 @@ pub fn reason<'a>(env: Env<'a>, e: &Error) -> Term<'a> {
         Error::ClientStopped => atoms::client_stopped().encode(env),
         Error::Kafka(code) => code_atom(env, *code),
         Error::MockCluster(m) => (atoms::mock_cluster(), m.as_str()).encode(env),
+        // {Code, #{message, fatal, retriable, abortable}}: what to do next is in the flags.
+        Error::Txn(t) => {
+            let flags = [
+                (atoms::message().encode(env), t.message.as_str().encode(env)),
+                (atoms::fatal().encode(env), t.fatal.encode(env)),
+                (atoms::retriable().encode(env), t.retriable.encode(env)),
+                (atoms::abortable().encode(env), t.abortable.encode(env)),
+            ];
+            (code_atom(env, t.code), Term::map_from_pairs(env, &flags).expect("distinct keys")).encode(env)
+        }
         _ => format!("{e}").encode(env),
     }
 }

@@ -212,3 +212,53 @@ fn metadata_term<'a>(env: Env<'a>, md: &Metadata) -> Term<'a> {
         (atoms::orig_broker_name(), binary(env, md.orig_broker_name.as_bytes())),
     ])
 }
+
+/// `(ProducerRes, init | begin | commit | abort, TimeoutMs, Tag) -> ok`, then
+/// `{erlkaf_query, Tag, ok | {error, {Code, #{message, fatal, retriable, abortable}}}}`.
+#[rustler::nif]
+fn producer_txn<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, op: rustler::Atom, timeout_ms: u32, tag: Term<'a>) -> NifResult<Term<'a>> {
+    use erlkaf_core::txn;
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    let job: Box<dyn FnOnce(&Kafka) -> Result<()> + Send> = if op == atoms::init() {
+        Box::new(move |k| txn::init(k, timeout))
+    } else if op == atoms::begin() {
+        Box::new(txn::begin)
+    } else if op == atoms::commit() {
+        Box::new(move |k| txn::commit(k, timeout))
+    } else if op == atoms::abort() {
+        Box::new(move |k| txn::abort(k, timeout))
+    } else {
+        return Err(rustler::Error::BadArg);
+    };
+    Ok(reply_later(env, "txn", atoms::erlkaf_query(), tag, move || res.producer.shared().with_kafka(job), |env, ()| {
+        atoms::ok().encode(env)
+    }))
+}
+
+/// `(ProducerRes, ConsumerRes, [{Topic, Partition, NextOffset}], TimeoutMs, Tag) -> ok`,
+/// then `{erlkaf_query, Tag, ok | {error, Reason}}`.
+#[rustler::nif]
+fn producer_send_offsets<'a>(
+    env: Env<'a>,
+    res: ResourceArc<ProducerRes>,
+    consumer: ResourceArc<ConsumerRes>,
+    offsets: Vec<(String, i32, i64)>,
+    timeout_ms: u32,
+    tag: Term<'a>,
+) -> Term<'a> {
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    let offsets: Vec<TopicPartition> =
+        offsets.into_iter().map(|(topic, partition, offset)| TopicPartition { topic, partition, offset }).collect();
+    reply_later(
+        env,
+        "send_offsets",
+        atoms::erlkaf_query(),
+        tag,
+        move || {
+            res.producer.shared().with_kafka(|p| {
+                consumer.consumer.shared().with_kafka(|c| erlkaf_core::txn::send_offsets(p, c, &offsets, timeout))
+            })
+        },
+        |env, ()| atoms::ok().encode(env),
+    )
+}
