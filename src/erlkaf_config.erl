@@ -11,7 +11,7 @@
 %%% the user wrote it.
 -module(erlkaf_config).
 
--export([
+-export([hide/1, reveal/1,
     client/1,
     topic/1,
     erlkaf_defaults/0,
@@ -196,3 +196,14 @@ valid(K, V, false) -> bad({K, V}).
 -spec bad(term()) -> no_return().
 bad(What) ->
     throw({erlkaf_config, {options, What}}).
+
+%% @doc Wraps a term holding secrets (sasl.password, ssl.key.password...) in a fun, so
+%% that supervisor and crash reports, which print start arguments and states, show
+%% `#Fun<...>' instead of the secret.
+-spec hide(T) -> fun(() -> T).
+hide(T) -> fun() -> T end.
+
+%% @doc The term `hide/1' wrapped (or the term itself).
+-spec reveal(fun(() -> T) | T) -> T.
+reveal(F) when is_function(F, 0) -> F();
+reveal(T) -> T.

@@ -24,16 +24,18 @@
 -spec child_spec(term(), map()) -> supervisor:child_spec().
 child_spec(ClientId, Config) ->
     #{id => ClientId,
-      start => {?MODULE, start_link, [ClientId, Config]},
+      %% Hidden in a fun: supervisor reports print the start arguments (secrets in props).
+      start => {?MODULE, start_link, [ClientId, erlkaf_config:hide(Config)]},
       restart => transient,
       shutdown => maps:get(stop_timeout_ms, Config) + 60000,
       type => worker}.
 
--spec start_link(term(), map()) -> gen_server:start_ret().
+-spec start_link(term(), map() | fun(() -> map())) -> gen_server:start_ret().
 start_link(ClientId, Config) ->
     gen_server:start_link(?MODULE, {ClientId, Config}, []).
 
-init({ClientId, #{props := Props, topics := Topics} = Config}) ->
+init({ClientId, Hidden}) ->
+    #{props := Props, topics := Topics} = Config = erlkaf_config:reveal(Hidden),
     _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
     Name = case ClientId of

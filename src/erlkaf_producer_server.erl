@@ -25,13 +25,15 @@
 child_spec(ClientId, {Props, Opts}) ->
     #{
         id => ClientId,
-        start => {?MODULE, start_link, [ClientId, {Props, Opts}]},
+        %% Hidden in a fun: supervisor reports print the start arguments, and Props may
+        %% hold sasl.password and other secrets.
+        start => {?MODULE, start_link, [ClientId, erlkaf_config:hide({Props, Opts})]},
         restart => transient,
         shutdown => maps:get(stop_flush_timeout_ms, Opts) + 15000,
         type => worker
     }.
 
--spec start_link(atom(), {erlkaf_config:props(), erlkaf_config:erlkaf_opts()}) -> gen_server:start_ret().
+-spec start_link(atom(), {erlkaf_config:props(), erlkaf_config:erlkaf_opts()} | fun(() -> term())) -> gen_server:start_ret().
 start_link(ClientId, Config) ->
     gen_server:start_link(?MODULE, {ClientId, Config}, []).
 
@@ -40,7 +42,8 @@ start_link(ClientId, Config) ->
 sync(Pid) ->
     gen_server:call(Pid, sync, infinity).
 
-init({ClientId, {Props, Opts}}) ->
+init({ClientId, Hidden}) ->
+    {Props, Opts} = erlkaf_config:reveal(Hidden),
     _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
     Callback = callback(maps:get(delivery_report_callback, Opts)),

@@ -26,11 +26,14 @@ defmodule Erlkaf.ConsumerGroup do
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
     name = Keyword.fetch!(opts, :name)
-    %{id: {__MODULE__, name}, start: {__MODULE__, :start_link, [opts]}, shutdown: 90_000, type: :worker}
+    # Hidden in a fun: supervisor reports print start arguments (secrets in the config).
+    %{id: {__MODULE__, name}, start: {__MODULE__, :start_link, [:erlkaf_config.hide(opts)]}, shutdown: 90_000, type: :worker}
   end
 
   @doc "Starts the consumer group client linked to the caller."
-  @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
+  @spec start_link(keyword() | (-> keyword())) :: {:ok, pid()} | {:error, term()}
+  def start_link(hidden) when is_function(hidden, 0), do: start_link(hidden.())
+
   def start_link(opts) do
     {name, group_id, topics, config, topic_config} = Erlkaf.Options.consumer_group(opts)
     :erlkaf.start_consumer_group_link(name, group_id, topics, config, topic_config)

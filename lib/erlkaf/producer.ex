@@ -20,11 +20,15 @@ defmodule Erlkaf.Producer do
   def child_spec(opts) do
     name = Keyword.fetch!(opts, :name)
     flush = Keyword.get(Keyword.get(opts, :config, []), :stop_flush_timeout_ms, 30_000)
-    %{id: {__MODULE__, name}, start: {__MODULE__, :start_link, [opts]}, shutdown: flush + 15_000, type: :worker}
+    # The options are hidden in a fun: supervisor reports print start arguments, and the
+    # config may hold secrets (sasl_password...).
+    %{id: {__MODULE__, name}, start: {__MODULE__, :start_link, [:erlkaf_config.hide(opts)]}, shutdown: flush + 15_000, type: :worker}
   end
 
   @doc "Starts the producer linked to the caller."
-  @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
+  @spec start_link(keyword() | (-> keyword())) :: {:ok, pid()} | {:error, term()}
+  def start_link(hidden) when is_function(hidden, 0), do: start_link(hidden.())
+
   def start_link(opts) do
     name = Keyword.fetch!(opts, :name)
 
