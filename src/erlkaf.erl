@@ -277,7 +277,8 @@ group_spec(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when is_binary(
                                max_inflight_batches => maps:get(max_inflight_batches, Opts),
                                revoke_timeout_ms => revoke_timeout(Opts, Props),
                                stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts),
-                               callbacks => maps:with([error_callback, stats_callback], Opts)},
+                               callbacks => maps:with([error_callback, stats_callback,
+                                                       oauthbearer_token_refresh_callback], Opts)},
                     {ok, erlkaf_group_server:child_spec(ClientId, Config)};
                 Error ->
                     Error

@@ -42,7 +42,15 @@ erlkaf_options() ->
            "events and `(ClientId, {consume_error, Topic, Partition, Code, Reason})` for "
            "consumer errors; a module gets `error_callback/2`. Errors are also logged.">>},
         {stats_callback, undefined, <<"module | fun/2">>, all,
-         <<"Called with `(ClientId, StatsJson)` every `statistics_interval_ms`.">>},
+         <<"Called with `(ClientId, Stats)` every `statistics_interval_ms`: librdkafka's "
+           "statistics as maps with binary keys.">>},
+        {oauthbearer_token_refresh_callback, undefined, <<"module | fun/1">>, all,
+         <<"With `sasl_mechanism` OAUTHBEARER: called (in a process of its own) with the "
+           "`sasl_oauthbearer_config` string whenever a token is needed; returns "
+           "`{ok, Token, ExpirySec, Principal}`, `{ok, Token, ExpirySec, Principal, Extensions}` "
+           "(ExpirySec: absolute, seconds since the epoch; Extensions: `\"k=v,k2=v2\"` or "
+           "`[{K, V}]`) or `{error, Reason}`; a module gets `oauthbearer_token_refresh_callback/1`. "
+           "Without it librdkafka's own OIDC or unsecured-JWT handling is used.">>},
         {queue_buffering_overflow_strategy, block_calling_process,
          <<"block_calling_process | drop_records">>, producer,
          <<"When librdkafka's queue is full: wait for room (backing off, never inside the NIF) "
@@ -81,7 +89,10 @@ client(Config) when is_list(Config) ->
     Merged = Config ++ [KV || {K, _} = KV <- Global, not lists:keymember(K, 1, Config)],
     try
         {Props, Opts} = lists:foldl(fun client_entry/2, {[], erlkaf_defaults()}, Merged),
-        {ok, lists:reverse(Props), Opts}
+        %% erlkaf's own key (filtered out before librdkafka): ask for refresh events.
+        OAuth = [{<<"erlkaf.oauthbearer.token.refresh">>, <<"true">>}
+                 || maps:get(oauthbearer_token_refresh_callback, Opts) =/= undefined],
+        {ok, lists:reverse(Props) ++ OAuth, Opts}
     catch
         throw:{erlkaf_config, Reason} -> {error, Reason}
     end;
@@ -171,6 +182,8 @@ erlkaf_value(delivery_report_callback = K, V) ->
     valid(K, V, is_atom(V) orelse is_function(V, 2) orelse is_function(V, 3));
 erlkaf_value(K, V) when K =:= stats_callback; K =:= error_callback ->
     valid(K, V, is_atom(V) orelse is_function(V, 2));
+erlkaf_value(oauthbearer_token_refresh_callback = K, V) ->
+    valid(K, V, is_atom(V) orelse is_function(V, 1));
 erlkaf_value(delivery_report_only_error = K, V) ->
     case V of
         <<"true">> -> true;

@@ -105,6 +105,9 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
 handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Callbacks} = S) ->
     case {erlkaf_events:handle(Event, ClientId, Callbacks), Event} of
         {{stats, Stats}, _} -> {noreply, S#state{last_stats = Stats}};
+        {{oauth_refresh, Config}, _} ->
+            erlkaf_events:oauth_refresh(S#state.res, Config, maps:get(oauthbearer_token_refresh_callback, Callbacks, undefined), ClientId),
+            {noreply, S};
         %% Fatal (e.g. fenced by a static member with the same group.instance.id): stop.
         {ok, {error, Code, true, Reason}} -> {stop, {shutdown, {fatal_error, Code, Reason}}, S};
         {ok, _} -> {noreply, S}

@@ -34,6 +34,7 @@
     consumer_position/2,
     client_query/4,
     producer_txn/4,
+    client_oauth_token/2,
     producer_send_offsets/5,
     config_check/2,
     nif_counters/0
@@ -99,6 +100,7 @@ consumer_seek(_Res, _Topic, _Partition, _Offset, _Tag) -> ?NOT_LOADED.
 consumer_committed(_Res, _Parts, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 client_query(_Res, _Query, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 producer_txn(_Res, _Op, _TimeoutMs, _Tag) -> ?NOT_LOADED.
+client_oauth_token(_Res, _Answer) -> ?NOT_LOADED.
 producer_send_offsets(_Res, _ConsumerRes, _Offsets, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 producer_send(_Res, _Topic, _Partition, _Key, _Value, _Headers, _Timestamp) -> ?NOT_LOADED.
 consumer_position(_Res, _Parts) -> ?NOT_LOADED.

@@ -190,5 +190,8 @@ report(Callback, Ref, Status, Msg, S) ->
 event(Event, #state{client_id = ClientId, opts = Opts} = S) ->
     case erlkaf_events:handle(Event, ClientId, maps:with([error_callback, stats_callback], Opts)) of
         {stats, Stats} -> S#state{last_stats = Stats};
+        {oauth_refresh, Config} ->
+            erlkaf_events:oauth_refresh(S#state.res, Config, maps:get(oauthbearer_token_refresh_callback, Opts), ClientId),
+            S;
         ok -> S
     end.

@@ -66,3 +66,47 @@ t_secrets_stay_out_of_reports(Config) ->
     after
         logger:remove_handler(sec_capture)
     end.
+
+%% OAUTHBEARER with the application's refresh callback: it is called (in a process of its
+%% own) with sasl_oauthbearer_config, and its answers reach librdkafka, which checks them
+%% (the mock has no SASL, so authentication itself cannot be exercised here). Without a
+%% callback, librdkafka's own unsecured-JWT mode is left alone.
+t_oauthbearer_refresh_callback(Config) ->
+    Self = self(),
+    Base = [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)}, {security_protocol, sasl_plaintext},
+            {sasl_mechanism, "OAUTHBEARER"}],
+    Good = fun(Cfg) ->
+        Self ! {refresh, self(), Cfg},
+        {ok, <<"token-value">>, erlang:system_time(second) + 3600, <<"alice">>, "traceId=123"}
+    end,
+    ok = erlkaf:create_producer(sec_p, [{oauthbearer_token_refresh_callback, Good},
+                                        {sasl_oauthbearer_config, "scope=test"} | Base]),
+    {ok, producer, Res, ClientPid, _} = erlkaf_registry:lookup(sec_p),
+    receive {refresh, Pid, <<"scope=test">>} -> ?assertNotEqual(ClientPid, Pid)
+    after 5000 -> ct:fail(no_refresh)
+    end,
+    %% What the refresh process hands to librdkafka, and librdkafka's verdict.
+    Later = (erlang:system_time(second) + 3600) * 1000,
+    ok = erlkaf_nif:client_oauth_token(Res, {<<"t2">>, Later, <<"alice">>, [{<<"traceId">>, <<"1">>}]}),
+    {error, {invalid_config, <<"oauthbearer_token">>, Expired}} =
+        erlkaf_nif:client_oauth_token(Res, {<<"t3">>, 1000, <<"alice">>, []}),
+    ct:pal("expired token refused: ~ts", [Expired]),
+    {error, {invalid_config, <<"oauthbearer_token">>, _}} =
+        erlkaf_nif:client_oauth_token(Res, {<<"t4">>, Later, <<"alice">>, [{<<"auth">>, <<"reserved">>}]}),
+    ok = erlkaf_nif:client_oauth_token(Res, {error, <<"identity provider down">>}),
+    ?assertError(badarg, erlkaf_nif:client_oauth_token(Res, {nonsense})),
+    ok = erlkaf:stop_client(sec_p),
+    %% The callback's own failure and a bad answer are token failures, not crashes.
+    [begin
+         ok = erlkaf:create_producer(sec_p, [{oauthbearer_token_refresh_callback, Cb} | Base]),
+         receive {refresh, _, _} -> ok after 5000 -> ct:fail(no_refresh) end,
+         timer:sleep(200),
+         {ok, _, _, _, _} = erlkaf_registry:lookup(sec_p),
+         ok = erlkaf:stop_client(sec_p)
+     end || Cb <- [fun(C) -> Self ! {refresh, self(), C}, error(boom) end,
+                   fun(C) -> Self ! {refresh, self(), C}, {ok, not_a_token} end]],
+    %% No callback: librdkafka's unsecured JWT (which it refuses next to a callback).
+    ok = erlkaf:create_producer(sec_p, [{enable_sasl_oauthbearer_unsecure_jwt, true},
+                                        {sasl_oauthbearer_config, "principal=bob"} | Base]),
+    {error, {options, {oauthbearer_token_refresh_callback, _}}} =
+        erlkaf:create_producer(sec_bad, [{oauthbearer_token_refresh_callback, fun(_, _) -> ok end} | Base]).

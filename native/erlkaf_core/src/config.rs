@@ -24,6 +24,18 @@ pub const SENSITIVE_KEYS: &[&str] = &[
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Properties(pub Vec<(String, String)>);
 
+/// erlkaf's own key (never given to librdkafka): `true` when the application refreshes
+/// OAUTHBEARER tokens itself. The client then asks for token-refresh events; without it
+/// librdkafka's own OIDC or unsecured-JWT handling stays in charge.
+pub const OAUTH_REFRESH: &str = "erlkaf.oauthbearer.token.refresh";
+
+impl Properties {
+    /// True when the application handles OAUTHBEARER token refreshes ([`OAUTH_REFRESH`]).
+    pub fn oauth_refresh(&self) -> bool {
+        self.get(OAUTH_REFRESH) == Some("true")
+    }
+}
+
 impl Properties {
     /// From pairs.
     pub fn new<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
@@ -45,7 +57,7 @@ impl Properties {
         // SAFETY: rd_kafka_conf_new returns a fresh object that we own.
         let conf = unsafe { NativePtr::from_ptr(rd::rd_kafka_conf_new()) }
             .ok_or_else(|| Error::ClientCreation("rd_kafka_conf_new failed".into()))?;
-        for (k, v) in &self.0 {
+        for (k, v) in self.0.iter().filter(|(k, _)| k != OAUTH_REFRESH) {
             set_property(k, v, |name, value, err, len| {
                 // SAFETY: conf is live, name/value are NUL-terminated, err has len bytes.
                 unsafe { rd::rd_kafka_conf_set(conf.ptr(), name, value, err, len) }

@@ -110,9 +110,13 @@ impl Consumer {
         props.set("enable.auto.offset.store", "false");
         props.set("enable.partition.eof", "false");
         props.set("log.queue", "true");
+        let oauth = props.oauth_refresh();
         let kafka = Kafka::new(Kind::Consumer, &props, |conf| {
-            let events = rd::RD_KAFKA_EVENT_REBALANCE | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
+            let mut events = rd::RD_KAFKA_EVENT_REBALANCE | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
                 | rd::RD_KAFKA_EVENT_STATS;
+            if oauth {
+                events |= rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH;
+            }
             // SAFETY: conf is live and not yet handed to rd_kafka_new.
             unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
         })?;

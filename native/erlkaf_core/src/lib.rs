@@ -17,6 +17,7 @@ pub mod message;
 pub mod metadata;
 pub mod mock;
 pub mod native;
+pub mod oauth;
 pub mod open;
 pub mod producer;
 pub mod pump;

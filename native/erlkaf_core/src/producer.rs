@@ -115,9 +115,13 @@ impl<K: Send + Sync + 'static> Producer<K> {
         let mut props = props.clone();
         props.set("log.queue", "true");
         props.set("delivery.report.only.error", "false");
+        let oauth = props.oauth_refresh();
         let kafka = Kafka::new(Kind::Producer, &props, |conf| {
-            let events = rd::RD_KAFKA_EVENT_DR | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
+            let mut events = rd::RD_KAFKA_EVENT_DR | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
                 | rd::RD_KAFKA_EVENT_STATS;
+            if oauth {
+                events |= rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH;
+            }
             // SAFETY: conf is live and not yet handed to rd_kafka_new.
             unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
         })?;

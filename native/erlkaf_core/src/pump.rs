@@ -60,9 +60,12 @@ pub enum ClientEvent<'a> {
     },
     /// The statistics JSON.
     Stats(&'a str),
+    /// An OAUTHBEARER token is needed: the `sasl.oauthbearer.config` string (may be
+    /// empty). Answer with `oauth::set_token` or `oauth::set_token_failure`.
+    OAuthRefresh(&'a str),
 }
 
-/// Hands an ERROR, LOG or STATS event to `f` (other types are ignored). Returns true when
+/// Hands an ERROR, LOG, STATS or OAUTHBEARER_TOKEN_REFRESH event to `f` (other types are ignored). Returns true when
 /// the event was one of those.
 ///
 /// # Safety
@@ -89,6 +92,12 @@ pub unsafe fn client_event(ev: *mut rd::rd_kafka_event_t, f: impl FnOnce(ClientE
         rd::RD_KAFKA_EVENT_STATS => {
             let json = cstr_lossy(rd::rd_kafka_event_stats(ev));
             f(ClientEvent::Stats(&json));
+            true
+        }
+        rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH => {
+            let cfg = rd::rd_kafka_event_config_string(ev);
+            let cfg = if cfg.is_null() { String::new() } else { cstr_lossy(cfg) };
+            f(ClientEvent::OAuthRefresh(&cfg));
             true
         }
         _ => false,

@@ -54,6 +54,7 @@ rustler::atoms! {
     erlkaf_committed,
     erlkaf_query,
     retry,
+    oauthbearer_token_refresh,
     fatal,
     retriable,
     abortable,

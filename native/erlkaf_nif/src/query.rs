@@ -262,3 +262,28 @@ fn producer_send_offsets<'a>(
         |env, ()| atoms::ok().encode(env),
     )
 }
+
+/// `(ProducerRes | ConsumerRes, {Token, LifetimeMs, Principal, [{K, V}]} | {error, Reason})
+/// -> ok | {error, Reason}`: the answer to an `{oauthbearer_token_refresh, Config}` event.
+/// Local (librdkafka stores the token): no broker round trip.
+#[rustler::nif]
+fn client_oauth_token<'a>(env: Env<'a>, res: Term<'a>, answer: Term<'a>) -> NifResult<Term<'a>> {
+    use erlkaf_core::oauth;
+    let client = match res.decode::<ResourceArc<ProducerRes>>() {
+        Ok(p) => Client::Producer(p),
+        Err(_) => Client::Consumer(res.decode::<ResourceArc<ConsumerRes>>()?),
+    };
+    let r = if let Ok((tag, reason)) = answer.decode::<(rustler::Atom, String)>() {
+        if tag != atoms::error() {
+            return Err(rustler::Error::BadArg);
+        }
+        client.with_kafka(|k| oauth::set_token_failure(k, &reason))
+    } else {
+        let (value, lifetime_ms, principal, extensions): (String, i64, String, Vec<(String, String)>) = answer.decode()?;
+        client.with_kafka(|k| oauth::set_token(k, &oauth::Token { value, lifetime_ms, principal, extensions }))
+    };
+    Ok(match r {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => crate::error::error_tuple(env, &e),
+    })
+}

@@ -99,6 +99,7 @@ pub fn event_term<'a>(env: Env<'a>, event: ClientEvent<'_>) -> Term<'a> {
     match event {
         ClientEvent::Error { code, fatal, reason } => (atoms::error(), code_atom(env, code), fatal, reason).encode(env),
         ClientEvent::Log { level, facility, message } => (atoms::log(), level, facility, message).encode(env),
+        ClientEvent::OAuthRefresh(cfg) => (atoms::oauthbearer_token_refresh(), binary(env, cfg.as_bytes())).encode(env),
         ClientEvent::Stats(json) => {
             let stats = erlkaf_core::json::parse(&json, &mut TermBuilder(env)).unwrap_or_else(|_| binary(env, json.as_bytes()));
             (atoms::stats(), stats).encode(env)
