@@ -758,15 +758,19 @@ produce_batch(ClientId, Topic, Messages) when is_list(Messages) ->
             true ->
                 T0 = erlang:monotonic_time(),
                 R = enqueue(Res, T, Messages, owner, Opts),
-                Bytes = lists:sum([value_size(M) || M <- Messages]),
+                {Count, Bytes} = count_bytes(Messages, 0, 0),
                 erlkaf_telemetry:execute([erlkaf, produce_batch],
-                                         #{count => length(Messages), bytes => Bytes, duration => erlang:monotonic_time() - T0},
+                                         #{count => Count, bytes => Bytes, duration => erlang:monotonic_time() - T0},
                                          #{client_id => ClientId, topic => T, result => case R of {ok, _} -> ok; {error, {E, _, _}} -> E; {error, E} -> E end}),
                 R
         end
     end);
 produce_batch(_ClientId, _Topic, _Messages) ->
     {error, {badarg, message}}.
+
+%% Messages and value bytes of a batch (which may be an improper list: the NIF said so).
+count_bytes([M | Rest], N, B) -> count_bytes(Rest, N + 1, B + value_size(M));
+count_bytes(_, N, B) -> {N, B}.
 
 value_size(V) when is_binary(V) -> byte_size(V);
 value_size({_K, V}) when is_binary(V) -> byte_size(V);
