@@ -719,7 +719,7 @@ produce(ClientId, Topic, Partition, Key, Value, Headers, Timestamp) ->
     case erlkaf_registry:lookup(ClientId) of
         %% The common case in one NIF call, without closures; anything else (an error, a
         %% full queue) takes the general path, which reports it.
-        {ok, producer, Res, _Pid, Opts} when is_binary(Topic), Topic =/= <<>> ->
+        {ok, producer, Res, _Pid, #{spilling := undefined} = Opts} when is_binary(Topic), Topic =/= <<>> ->
             case erlkaf_nif:producer_send(Res, Topic, Partition, Key, Value, Headers, Timestamp) of
                 {ok, _} = Ok -> Ok;
                 retry -> produce_one(Res, Topic, {Partition, Key, Value, Headers, Timestamp}, Opts)
@@ -869,8 +869,21 @@ topic_bin(_) -> error.
 
 %% Calls the produce NIF until the list is consumed (each call stays well under 1 ms),
 %% applying the overflow strategy when librdkafka's queue is full.
+enqueue(Res, Topic, Messages, owner, #{spilling := Spilling} = Opts) when Spilling =/= undefined ->
+    %% local_disk_queue: while the spill is not empty, everything goes behind it.
+    case atomics:get(Spilling, 1) of
+        0 -> enqueue(Res, Topic, Messages, owner, Opts, [], undefined, 1);
+        _ -> spill(Topic, Messages, [], Opts)
+    end;
 enqueue(Res, Topic, Messages, Reply, Opts) ->
     enqueue(Res, Topic, Messages, Reply, Opts, [], undefined, 1).
+
+%% Hands messages to the producer process, which appends them to its disk spill.
+spill(Topic, Messages, Acc, #{server := Server}) ->
+    case gen_server:call(Server, {spill, Topic, Messages}, infinity) of
+        {ok, Refs} -> {ok, lists:append(lists:reverse([Refs | Acc]))};
+        {error, {Reason, Refs, Rest}} -> partial(Reason, [Refs | Acc], Rest)
+    end.
 
 enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
     case erlkaf_nif:producer_produce(Res, Topic, Messages, Reply, true) of
@@ -897,6 +910,11 @@ enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
                     end;
                 drop_records ->
                     counters:add(maps:get(dropped, Opts), 1, length(Rest)),
+                    partial(queue_full, Acc1, Rest);
+                local_disk_queue when Reply =:= owner ->
+                    spill(Topic, Rest, Acc1, Opts);
+                local_disk_queue ->
+                    %% produce_sync waits for its report: no spill for it.
                     partial(queue_full, Acc1, Rest)
             end;
         {error, Reason, Refs, Rest} ->

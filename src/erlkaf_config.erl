@@ -52,9 +52,18 @@ erlkaf_options() ->
            "`[{K, V}]`) or `{error, Reason}`; a module gets `oauthbearer_token_refresh_callback/1`. "
            "Without it librdkafka's own OIDC or unsecured-JWT handling is used.">>},
         {queue_buffering_overflow_strategy, block_calling_process,
-         <<"block_calling_process | drop_records">>, producer,
-         <<"When librdkafka's queue is full: wait for room (backing off, never inside the NIF) "
-           "or return `{error, queue_full}` at once (counted in `producer_info/1`).">>},
+         <<"block_calling_process | drop_records | local_disk_queue">>, producer,
+         <<"When librdkafka's queue is full: wait for room (backing off, never inside the NIF), "
+           "return `{error, queue_full}` at once (counted in `producer_info/1`), or append the "
+           "messages to an ordered file (`local_disk_queue_dir`) that is produced from as room "
+           "frees up; while it is not empty new messages go behind it. It survives a VM "
+           "restart (replayed when a client with the same id starts) and every spilled message "
+           "gets its delivery report.">>},
+        {local_disk_queue_dir, <<"erlkaf_local_queue">>, <<"path">>, producer,
+         <<"Directory of the `local_disk_queue` files (`<client>.spill`, `<client>.spill.pos`).">>},
+        {local_disk_queue_max_bytes, 1073741824, <<"integer">>, producer,
+         <<"Size limit of a client's spill file: past it, produce calls get "
+           "`{error, {local_disk_queue_full, Accepted, NotAccepted}}`.">>},
         {queue_buffering_overflow_timeout_ms, 30000, <<"integer | infinity">>, producer,
          <<"How long `block_calling_process` waits without progress before `{error, queue_full}`.">>},
         {stop_flush_timeout_ms, 30000, <<"integer">>, producer,
@@ -193,7 +202,11 @@ erlkaf_value(delivery_report_only_error = K, V) ->
         _ -> valid(K, V, is_boolean(V))
     end;
 erlkaf_value(queue_buffering_overflow_strategy = K, V) ->
-    valid(K, V, lists:member(V, [block_calling_process, drop_records]));
+    valid(K, V, lists:member(V, [block_calling_process, drop_records, local_disk_queue]));
+erlkaf_value(local_disk_queue_dir = K, V) ->
+    valid(K, V, nonempty_iodata(V));
+erlkaf_value(local_disk_queue_max_bytes = K, V) ->
+    valid(K, V, is_integer(V) andalso V > 0);
 erlkaf_value(queue_buffering_overflow_timeout_ms = K, V) ->
     valid(K, V, V =:= infinity orelse (is_integer(V) andalso V >= 0));
 erlkaf_value(max_inflight_batches = K, V) ->
@@ -202,6 +215,9 @@ erlkaf_value(K, V) when K =:= revoke_timeout_ms; K =:= worker_stop_timeout_ms ->
     valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31);
 erlkaf_value(stop_flush_timeout_ms = K, V) ->
     valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31).
+
+nonempty_iodata(V) ->
+    try iolist_size(V) > 0 catch error:badarg -> false end.
 
 valid(_, V, true) -> V;
 valid(K, V, false) -> bad({K, V}).

@@ -17,7 +17,12 @@
     callback :: undefined | {module, module(), 2 | 3} | {function, fun()},
     opts :: map(),
     last_stats = #{} :: map() | binary(),
-    stopped = false :: boolean()
+    stopped = false :: boolean(),
+    %% local_disk_queue only: the spill, the flag producers read (1: not empty), and
+    %% whether a drain is scheduled.
+    spill :: undefined | erlkaf_spill:spill(),
+    spilling :: undefined | atomics:atomics_ref(),
+    draining = false :: boolean()
 }).
 
 %% @doc A child spec for `erlkaf_clients_sup'. The shutdown time covers the flush.
@@ -55,13 +60,26 @@ init({ClientId, Hidden}) ->
         {_, false} -> all
     end,
     Name = atom_to_binary(ClientId, utf8),
+    case open_spill(ClientId, Opts) of
+        {ok, Spill, Spilling} -> start(ClientId, Props, Opts, Callback, Mode, Name, Spill, Spilling);
+        {error, Reason} -> {stop, Reason}
+    end.
+
+start(ClientId, Props, Opts, Callback, Mode, Name, Spill, Spilling) ->
     case erlkaf_nif:producer_new(Name, [{<<"client.id">>, Name} || not has_client_id(Props)] ++ Props, self(), Mode) of
         {ok, Res} ->
             %% The produce path reads only these (a small term to copy out of ETS per call).
-            Hot = maps:with([queue_buffering_overflow_strategy, queue_buffering_overflow_timeout_ms, dropped], Opts),
+            Hot = (maps:with([queue_buffering_overflow_strategy, queue_buffering_overflow_timeout_ms, dropped], Opts))#{
+                      spilling => Spilling, server => self()},
             case erlkaf_registry:register(ClientId, producer, Res, Hot) of
                 ok ->
-                    {ok, #state{client_id = ClientId, res = Res, callback = Callback, opts = Opts}};
+                    S = #state{client_id = ClientId, res = Res, callback = Callback, opts = Opts,
+                               spill = Spill, spilling = Spilling},
+                    %% What a previous VM left in the spill is produced first.
+                    {ok, case Spill =/= undefined andalso erlkaf_spill:pending(Spill) > 0 of
+                             true -> drain_soon(S, 0);
+                             false -> S
+                         end};
                 {error, Reason} ->
                     erlkaf_nif:producer_stop(Res, 0),
                     {stop, Reason}
@@ -86,6 +104,9 @@ callback(M) when is_atom(M) ->
 
 handle_call(sync, _From, S) ->
     {reply, ok, S};
+handle_call({spill, Topic, Messages}, _From, #state{spill = Spill} = S) when Spill =/= undefined ->
+    {Reply, S1} = spill(Topic, Messages, S),
+    {reply, Reply, S1};
 handle_call(get_stats, _From, #state{last_stats = Stats} = S) ->
     {reply, {ok, Stats}, S};
 handle_call(_Other, _From, S) ->
@@ -104,6 +125,8 @@ handle_info({erlkaf_event, {error, Code, true, Reason} = Event}, S) ->
     {stop, {shutdown, {fatal_error, Code, Reason}}, event(Event, S)};
 handle_info({erlkaf_event, Event}, S) ->
     {noreply, event(Event, S)};
+handle_info(drain, #state{spill = Spill} = S) when Spill =/= undefined ->
+    {noreply, drain(S)};
 handle_info({erlkaf_stopped, _Report}, S) ->
     {noreply, S#state{stopped = true}};
 handle_info({'EXIT', _From, Reason}, S) ->
@@ -113,6 +136,8 @@ handle_info(_Other, S) ->
 
 terminate(_Reason, #state{client_id = ClientId, res = Res, opts = Opts} = S) ->
     erlkaf_registry:unregister(ClientId),
+    %% Records still in the spill stay on disk for the next start with this id.
+    _ = S#state.spill =/= undefined andalso erlkaf_spill:close(S#state.spill),
     Timeout = maps:get(stop_flush_timeout_ms, Opts),
     case S#state.stopped orelse erlkaf_nif:producer_stop(Res, Timeout) =/= ok of
         true -> ok;
@@ -194,4 +219,127 @@ event(Event, #state{client_id = ClientId, opts = Opts} = S) ->
             erlkaf_events:oauth_refresh(S#state.res, Config, maps:get(oauthbearer_token_refresh_callback, Opts), ClientId),
             S;
         ok -> S
+    end.
+
+%% ---------------------------------------------------------------------------------------
+%% Disk spill (`local_disk_queue'): this process owns the file. Producers hand it what
+%% librdkafka has no room for (and everything while the spill is not empty, so that order
+%% is kept); it produces from the file as room frees up.
+
+-define(DRAIN_CHUNK, 500).
+-define(DRAIN_RETRY_MS, 50).
+
+open_spill(ClientId, #{queue_buffering_overflow_strategy := local_disk_queue} = Opts) ->
+    case erlkaf_spill:open(maps:get(local_disk_queue_dir, Opts), ClientId, maps:get(local_disk_queue_max_bytes, Opts)) of
+        {ok, Spill} -> {ok, Spill, atomics:new(1, [])};
+        {error, _} = E -> E
+    end;
+open_spill(_ClientId, _Opts) ->
+    {ok, undefined, undefined}.
+
+%% Appends Messages (any produce_batch form) behind the spill; the same partial result
+%% as the produce path when a message is malformed or the spill is full.
+spill(Topic, Messages, #state{spill = Spill0} = S) ->
+    {Records, Bad} = records(Topic, Messages, []),
+    case erlkaf_spill:append(Spill0, Records) of
+        {ok, Spill, N} ->
+            S1 = case N of
+                0 -> S#state{spill = Spill};
+                _ -> drain_soon(S#state{spill = Spill}, 0)
+            end,
+            Refs = [Ref || {_, Ref, _, _, _, _, _} <- lists:sublist(Records, N)],
+            case {N =:= length(Records), Bad} of
+                {true, []} -> {{ok, Refs}, S1};
+                {true, {Reason, Rest}} -> {{error, {Reason, Refs, Rest}}, S1};
+                {false, _} -> {{error, {local_disk_queue_full, Refs, nthtail(N, Messages)}}, S1}
+            end;
+        {error, Reason} ->
+            {{error, {{local_disk_queue, Reason}, [], Messages}}, S}
+    end.
+
+nthtail(0, L) -> L;
+nthtail(N, [_ | T]) -> nthtail(N - 1, T).
+
+records(_Topic, [], Acc) ->
+    {lists:reverse(Acc), []};
+records(Topic, [M | Rest] = All, Acc) ->
+    case normalize(M) of
+        {ok, {P, K, V, H, Ts}} -> records(Topic, Rest, [{Topic, make_ref(), P, K, V, H, Ts} | Acc]);
+        {error, What} -> {lists:reverse(Acc), {{badarg, What}, All}}
+    end;
+records(_Topic, Improper, Acc) ->
+    {lists:reverse(Acc), {{badarg, message}, Improper}}.
+
+%% The message forms of produce_batch/3 as {Partition, Key, Value, Headers, Timestamp};
+%% values are flattened (the file keeps bytes). The NIF checks the details again.
+normalize({P, K, V, H, Ts}) -> value(V, {P, K, V, H, Ts});
+normalize({K, V}) -> value(V, {-1, K, V, undefined, 0});
+normalize(#{} = M) ->
+    V = maps:get(value, M, undefined),
+    value(V, {maps:get(partition, M, -1), maps:get(key, M, undefined), V,
+              maps:get(headers, M, undefined), maps:get(timestamp, M, 0)});
+normalize(V) when is_binary(V); is_list(V) -> value(V, {-1, undefined, V, undefined, 0});
+normalize(_) -> {error, message}.
+
+value(undefined, M) -> {ok, M};
+value(V, {P, K, _, H, Ts}) ->
+    try {ok, {P, K, iolist_to_binary(V), H, Ts}}
+    catch error:badarg -> {error, value}
+    end.
+
+drain_soon(#state{spilling = A, draining = false} = S, After) ->
+    atomics:put(A, 1, 1),
+    erlang:send_after(After, self(), drain),
+    S#state{draining = true};
+drain_soon(#state{spilling = A} = S, _After) ->
+    atomics:put(A, 1, 1),
+    S.
+
+%% Produces the next chunk of the spill, in order; stops at a full queue (retried soon).
+drain(#state{spill = Spill, spilling = A} = S0) ->
+    S = S0#state{draining = false},
+    case erlkaf_spill:read(Spill, ?DRAIN_CHUNK) of
+        [] ->
+            atomics:put(A, 1, 0),
+            S#state{spill = erlkaf_spill:drained(Spill)};
+        Chunk ->
+            case drain_chunk(Chunk, S) of
+                {done, S1} -> drain_soon(S1, 0);
+                {full, S1} -> drain_soon(S1, ?DRAIN_RETRY_MS)
+            end
+    end.
+
+drain_chunk([], S) ->
+    {done, S};
+drain_chunk([{{Topic, _, _, _, _, _, _}, _} | _] = Chunk, #state{res = Res, spill = Spill} = S) ->
+    {Same, Rest} = lists:splitwith(fun({{T, _, _, _, _, _, _}, _}) -> T =:= Topic end, Chunk),
+    Msgs = [{Ref, P, K, V, H, Ts} || {{_, Ref, P, K, V, H, Ts}, _} <- Same],
+    case produce_all(Res, Topic, Msgs, 0) of
+        {ok, N} ->
+            {_, Pos} = lists:nth(N, Same),
+            drain_chunk(Rest, S#state{spill = erlkaf_spill:commit(Spill, Pos)});
+        {queue_full, 0} ->
+            {full, S};
+        {queue_full, N} ->
+            {_, Pos} = lists:nth(N, Same),
+            {full, S#state{spill = erlkaf_spill:commit(Spill, Pos)}};
+        {failed, N, Reason} ->
+            %% This message can never be produced (too large, bad partition...): it gets
+            %% its error report, and the spill moves past it.
+            {{T, Ref, P, K, V, H, _}, Pos} = lists:nth(N + 1, Same),
+            reports([{Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
+                                                        value = V, headers = H}}], S),
+            S1 = S#state{spill = erlkaf_spill:commit(Spill, Pos)},
+            drain_chunk(lists:nthtail(N + 1, Same) ++ Rest, S1)
+    end.
+
+%% Hands Msgs to librdkafka (several NIF calls if need be): {ok, N}, {queue_full, N} or
+%% {failed, N, Reason} with N the messages accepted.
+produce_all(Res, Topic, Msgs, N0) ->
+    %% With refs: the NIF then keeps each message's own ref for its report.
+    case erlkaf_nif:producer_produce(Res, Topic, Msgs, owner, true) of
+        {ok, Refs} -> {ok, N0 + length(Refs)};
+        {more, Refs, Rest} -> produce_all(Res, Topic, Rest, N0 + length(Refs));
+        {error, queue_full, Refs, _} -> {queue_full, N0 + length(Refs)};
+        {error, Reason, Refs, _} -> {failed, N0 + length(Refs), Reason}
     end.

@@ -4,6 +4,8 @@
 //! - `Value` (binary or iolist): a value with a null key;
 //! - `{Key, Value}`;
 //! - `{Partition, Key, Value, Headers, Timestamp}` (what `produce/4..7` send);
+//! - `{MsgRef, Partition, Key, Value, Headers, Timestamp}`: the same with the MsgRef to
+//!   report it under (messages replayed from the disk spill);
 //! - a map with any of `key`, `value`, `headers`, `partition`, `timestamp`.
 //!
 //! `undefined` is a null key or value. Headers are a list of `{Name, Value}` or a map;
@@ -54,6 +56,9 @@ pub struct Decoded<'a> {
     pub value: Option<Term<'a>>,
     pub headers: Vec<(Binary<'a>, Option<Binary<'a>>)>,
     pub timestamp: i64,
+    /// The MsgRef to use (a message replayed from the disk spill keeps the ref its
+    /// producer was given); `None`: a new one.
+    pub msg_ref: Option<Term<'a>>,
 }
 
 /// A value put into the batch env: its bytes (valid while the env lives) and, for a
@@ -165,12 +170,13 @@ pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'
         value: value(v)?,
         headers: headers(h)?,
         timestamp: timestamp(ts)?,
+        msg_ref: None,
     })
 }
 
 /// Decodes one message (see the module doc for the forms).
 pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
-    let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0 };
+    let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0, msg_ref: None };
     match t.get_type() {
         TermType::Binary | TermType::List => {
             d.value = value(t)?;
@@ -183,6 +189,10 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                     d.value = value(*v)?;
                 }
                 [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts)?,
+                [r, p, k, v, h, ts] if r.get_type() == TermType::Ref => {
+                    d = fields(*p, *k, *v, *h, *ts)?;
+                    d.msg_ref = Some(*r);
+                }
                 _ => return Err(Bad::Message),
             }
         }

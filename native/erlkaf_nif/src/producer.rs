@@ -95,7 +95,7 @@ fn producer_produce<'a>(
     // Refs are made in the caller's env; the batch env gets a copy only when reports
     // will need it (a sync reply always does).
     let refs: SmallVec<[Term<'a>; 2]> =
-        if want_refs { decoded.iter().map(|_| env.make_ref().into()).collect() } else { SmallVec::new() };
+        if want_refs { decoded.iter().map(|(d, _)| d.msg_ref.unwrap_or_else(|| env.make_ref().into())).collect() } else { SmallVec::new() };
     let save_refs = want_refs && (res.keep_refs || matches!(keep.reply, Reply::Sync(_)));
     let saved: SmallVec<[Saved; 2]> = decoded
         .iter()
