@@ -22,7 +22,8 @@ scenario(Name, Args, BenchArgs) ->
         {latency, [N]} -> latency(Ctx, N);
         {produce_callback, [N, Size]} -> produce_callback(Ctx, N, Size);
         {produce_batch, [N, Size]} -> produce_batch(Ctx, N, Size);
-        {memory, [N]} -> memory(Ctx, N)
+        {memory, [N]} -> memory(Ctx, N);
+        {consumer_memory, [N]} -> consumer_memory(Ctx, N)
     end,
     Holder ! stop,
     R.
@@ -48,7 +49,8 @@ main(Args) ->
         {consume_batch, fun() -> consume(Ctx, case Quick of true -> 200000; false -> 500000 end) end},
         {idle_latency, fun() -> idle_latency(Ctx, case Quick of true -> 20; false -> 100 end) end}
     ] ++ [S || not Quick, S <- [{produce_sizes, fun() -> produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}]) end},
-                                {memory_1mib, fun() -> memory(Ctx, 2048) end}]],
+                                {memory_1mib, fun() -> memory(Ctx, 2048) end},
+                                {consumer_memory, fun() -> consumer_memory(Ctx, 60000) end}]],
     Results0 = maps:from_list(lists:append([F() || {_, F} <- Scenarios])),
     Results = case Gate of
         true -> remeasure(Scenarios, Results0, ?REMEASURE);
@@ -279,6 +281,45 @@ memory(Ctx, N) ->
     [{memory_1mib, #{mib => N, rss_growth_kb => Growth, queue_kb => QueueKb, peak_binary_bytes => PeakBin,
                      ratio => Growth / (QueueKb * 1.1)}}].
 
+%% Consumer memory with a slow handler: a backlog of 1 KiB messages on 16 partitions,
+%% a handler that takes 20 ms per batch of 100. Memory must stay within what flow control
+%% allows: librdkafka's prefetch (queued_max_messages_kbytes) plus max_inflight_batches
+%% batches per partition, whatever the backlog.
+consumer_memory(Ctx, N) ->
+    Topic = <<"bench-slow">>,
+    C = producer(Ctx, bench_slow_fill, [{delivery_report_only_error, true}]),
+    Value = binary:copy(<<"s">>, 1024),
+    _ = [{ok, _} = erlkaf:produce_batch(C, Topic, lists:duplicate(1000, Value)) || _ <- lists:seq(1, N div 1000)],
+    ok = erlkaf:flush(C, 300000),
+    ok = erlkaf:stop_client(C),
+    PrefetchKb = 8192, Inflight = 4, Batch = 100, Partitions = 16,
+    erlang:garbage_collect(),
+    Rss0 = rss_kb(),
+    counter_reset(),
+    persistent_term:put({?MODULE, slow}, 20),
+    Group = iolist_to_binary(["bench-slow-", integer_to_list(erlang:unique_integer([positive]))]),
+    ok = erlkaf:create_consumer_group(bench_slow, Group,
+                                      [{Topic, [{callback_module, ?MODULE}, {callback_args, slow},
+                                                {dispatch_mode, {batch, Batch}}]}],
+                                      [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10},
+                                       {queued_max_messages_kbytes, PrefetchKb}, {max_inflight_batches, Inflight}],
+                                      [{auto_offset_reset, earliest}]),
+    Sampler = spawn_link(fun() -> sample_memory(0, 0) end),
+    timer:sleep(8000),
+    Sampler ! {stop, self()},
+    {PeakRss, _} = receive {peak, R, B} -> {R, B} end,
+    Handled = counters:get(persistent_term:get({?MODULE, counter}), 1),
+    ok = erlkaf:stop_client(bench_slow),
+    %% A pushed batch is at most one fetch of a partition (fetch_max_bytes, 50 MB by
+    %% default, but bounded by the prefetch): the bound is the prefetch plus, per
+    %% partition, max_inflight_batches batches of at most the prefetch's share.
+    BoundKb = PrefetchKb + Partitions * Inflight * (Batch * 1024 div 1024 + PrefetchKb div Partitions),
+    Growth = PeakRss - Rss0,
+    progress("consumer memory, slow handler: backlog ~p x 1 KiB, ~p handled in 8 s; RSS +~p MiB (flow-control bound ~p MiB)",
+             [N, Handled, Growth div 1024, BoundKb div 1024]),
+    [{consumer_memory, #{backlog => N, handled => Handled, rss_growth_kb => Growth, bound_kb => BoundKb,
+                         ratio => Growth / BoundKb}}].
+
 crypto_free_binary(I) ->
     %% Distinct contents without the crypto application.
     <<I:64, (binary:copy(<<(I rem 251)>>, 1048576 - 8))/binary>>.
@@ -325,9 +366,15 @@ latency_report(_Ref, _Status, #erlkaf_msg{value = V}) ->
 delivery_report(_Ref, _Status, _Msg) ->
     counters:add(persistent_term:get({?MODULE, counter}), 1, 1).
 
+init(_Topic, _Partition, _Offset, slow) ->
+    {ok, {slow, persistent_term:get({?MODULE, slow}), persistent_term:get({?MODULE, counter})}};
 init(_Topic, _Partition, _Offset, _Args) ->
     {ok, persistent_term:get({?MODULE, counter})}.
 
+handle_message(Msgs, {slow, Ms, C} = S) ->
+    timer:sleep(Ms),
+    counters:add(C, 1, length(Msgs)),
+    {ok, S};
 handle_message(Msgs, C) when is_list(Msgs) ->
     counters:add(C, 1, length(Msgs)),
     {ok, C}.
@@ -442,7 +489,7 @@ broker(Args) ->
             {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
         _ ->
             {ok, Holder, B} = erlkaf_broker_cli:spawn_os_process(
-                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume:128", "--topic", "bench-idle:1",
+                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume:128", "--topic", "bench-idle:1", "--topic", "bench-slow:16",
                                  "--partitions", integer_to_list(?PARTITIONS)]),
             {Holder, B}
     end.
@@ -526,12 +573,26 @@ write(Results, Checks) ->
     Scaling = maps:get(by_processes, maps:get(produce_scaling, Results)),
     ok = file:write_file(filename:join(Dir, "scaling.svg"), bars("produce/4 by process count (msg/s)",
         [{integer_to_list(P) ++ " processes", maps:get(msg_s, V)} || {P, V} <- lists:sort(maps:to_list(Scaling))])),
+    case maps:find(produce_sizes, Results) of
+        {ok, Sizes} ->
+            PB = maps:get(produce_batch_100b, Results),
+            AllSizes = [{100, PB#{erlkaf_mb_s => maps:get(erlkaf_msg_s, PB) * 100 / 1.0e6}} | lists:sort(maps:to_list(Sizes))],
+            ok = file:write_file(filename:join(Dir, "sizes.svg"), bars("produce_batch by payload size (MB/s)",
+                lists:append([[{size_label(S) ++ " raw", maps:get(raw_msg_s, V) * S / 1.0e6},
+                               {size_label(S) ++ " erlkaf", maps:get(erlkaf_mb_s, V)}] || {S, V} <- AllSizes])));
+        error ->
+            ok
+    end,
     Lat = maps:get(latency, Results),
     ok = file:write_file(filename:join(Dir, "latency.svg"), bars("Delivery-report latency at 10k msg/s (us)",
         [{"raw p50", maps:get(raw_p50_us, Lat)}, {"erlkaf p50", maps:get(erlkaf_p50_us, Lat)},
          {"raw p99", maps:get(raw_p99_us, Lat)}, {"erlkaf p99", maps:get(erlkaf_p99_us, Lat)}])).
 
 raw_rate(R, K) -> maps:get(raw_msg_s, maps:get(K, R)).
+
+size_label(S) when S >= 1048576 -> integer_to_list(S div 1048576) ++ " MiB";
+size_label(S) when S >= 1024 -> integer_to_list(S div 1024) ++ " KiB";
+size_label(S) -> integer_to_list(S) ++ " B".
 
 markdown(Meta, R, Checks) ->
     PB = maps:get(produce_batch_100b, R), CB = maps:get(produce_callback_100b, R),
@@ -555,6 +616,12 @@ markdown(Meta, R, Checks) ->
             {ok, Sizes} -> [io_lib:format("| produce_batch, ~p B (msg/s; MB/s) | ~w; ~.1f | ~w | ~.2f |~n",
                                           [S, round(maps:get(erlkaf_msg_s, V)), maps:get(erlkaf_mb_s, V), round(maps:get(raw_msg_s, V)),
                                            maps:get(erlkaf_msg_s, V) / maps:get(raw_msg_s, V)]) || {S, V} <- lists:sort(maps:to_list(Sizes))];
+            error -> []
+        end,
+        case maps:find(consumer_memory, R) of
+            {ok, #{backlog := Bl, handled := Hd, rss_growth_kb := G, bound_kb := Bd}} ->
+                io_lib:format("| consumer memory, slow handler (backlog ~p x 1 KiB, ~p handled): RSS growth / flow-control bound (MiB) | ~w / ~w | | |~n",
+                              [Bl, Hd, G div 1024, Bd div 1024]);
             error -> []
         end,
         "\n| gate | value | target | |\n|---|---:|---|---|\n",

@@ -42,6 +42,7 @@ t_idempotent_producer_loses_nothing_under_faults(Config) ->
     ok = erlkaf:create_producer(C, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
                                     {enable_idempotence, true}, {linger_ms, 5},
                                     {retry_backoff_ms, 20}, {queue_buffering_max_messages, 200000},
+                                    {statistics_interval_ms, 1000},
                                     {delivery_report_callback, fun(_Ref, Status, #erlkaf_msg{partition = P, offset = O, value = <<Seq:64>>}) ->
                                         true = ets:insert_new(Reports, {Seq, Status, P, O}), ok
                                     end}]),
@@ -50,12 +51,38 @@ t_idempotent_producer_loses_nothing_under_faults(Config) ->
                                       [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
                                        {fetch_wait_max_ms, 10}, {session_timeout_ms, 30000}],
                                       [{auto_offset_reset, earliest}]),
-    Faults = spawn_link(fun() -> faults(Mock, T, 0) end),
+    %% The group first joins; then, per chunk, the producer works under faults for up to
+    %% 1.5 s, the faults stop, and every report must arrive and the group read the chunk
+    %% back (the reading is the check, not the subject: a group whose coordinator keeps
+    %% failing may take minutes to rejoin on the mock).
+    erlkaf_test_lib:wait_until(fun() ->
+        case erlkaf:assignment(faults_group) of
+            {ok, Parts} -> length(Parts) =:= ?PARTITIONS;
+            _ -> false
+        end
+    end, 30000),
+    Faults = spawn_link(fun() -> receive resume -> faults(Mock, T, 0) end end),
     lists:foreach(fun(From) ->
         To = min(N, From + ?CHUNK) - 1,
         Msgs = [#{value => <<Seq:64>>, partition => Seq rem ?PARTITIONS} || Seq <- lists:seq(From, To)],
+        Faults ! resume,
         {ok, _} = erlkaf:produce_batch(C, T, Msgs),
-        %% Read along: the next chunk goes out once this one is reported and read.
+        %% Faults while the chunk is being delivered, then an outage's end: every report
+        %% must follow (a run of faults with no end would only show retries going on).
+        _ = (catch erlkaf_test_lib:wait_until(fun() -> ets:info(Reports, size) > To end, 1500)),
+        Faults ! {pause, self()},
+        receive {paused, Faults} -> ok end,
+        case catch erlkaf_test_lib:wait_until(fun() -> ets:info(Reports, size) > To end, 120000) of
+            true -> ok;
+            Stall ->
+                {ok, #{<<"topics">> := #{T := #{<<"partitions">> := Ps}}}} = erlkaf:get_stats(C),
+                ct:pal("reports stalled before ~p: ~p reports; ~p~npartitions: ~p",
+                       [To + 1, ets:info(Reports, size), erlkaf:producer_info(C),
+                        [{P, maps:with([<<"leader">>, <<"msgq_cnt">>, <<"xmit_msgq_cnt">>, <<"msgs_inflight">>,
+                                        <<"next_ack_seq">>, <<"next_err_seq">>, <<"fetch_state">>], V)}
+                         || {P, V} <- maps:to_list(Ps)]]),
+                ct:fail({stalled, Stall})
+        end,
         Done = fun() -> ets:info(Reports, size) > To andalso ets:info(Log, size) > To end,
         case catch erlkaf_test_lib:wait_until(Done, 120000) of
             true -> ok;
@@ -96,9 +123,18 @@ handle_message(Msgs, Log) ->
     {ok, Log}.
 
 %% One fault every ~150 ms, in turn: a broker down for 300 ms, Produce errors, a leader
-%% moved to another broker.
+%% moved to another broker. `{pause, From}' waits for `resume' (every broker up); the
+%% process starts paused.
 faults(Mock, T, I) ->
-    timer:sleep(150),
+    receive
+        {pause, From} ->
+            ok = erlkaf_mock:broker_up(Mock, -1),
+            ok = erlkaf_mock:clear_request_errors(Mock, produce),
+            From ! {paused, self()},
+            receive resume -> ok end
+    after 150 ->
+        ok
+    end,
     Broker = 1 + I rem 3,
     case I rem 3 of
         0 ->
@@ -106,6 +142,9 @@ faults(Mock, T, I) ->
             timer:sleep(300),
             ok = erlkaf_mock:broker_up(Mock, Broker);
         1 ->
+            %% At most these four pending: unconsumed errors must not pile up into an
+            %% outage longer than the test waits.
+            ok = erlkaf_mock:clear_request_errors(Mock, produce),
             ok = erlkaf_mock:push_request_errors(Mock, produce,
                                                  [not_leader_for_partition, request_timed_out,
                                                   not_enough_replicas, leader_not_available]);
