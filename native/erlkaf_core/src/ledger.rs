@@ -197,18 +197,24 @@ pub unsafe fn lookup<'a, K>(opaque: *mut std::ffi::c_void) -> (&'a Batch<K>, usi
     (&*slot.batch, slot.index as usize)
 }
 
+/// A keep that counts its drops (tests of the ledger and of open batches).
+#[cfg(test)]
+pub(crate) struct CountingKeep(pub(crate) Arc<std::sync::atomic::AtomicUsize>);
+
+#[cfg(test)]
+impl Drop for CountingKeep {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::sync::atomic::AtomicUsize;
 
-    struct Keep(Arc<AtomicUsize>);
-    impl Drop for Keep {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use super::CountingKeep as Keep;
 
     proptest! {
         #[test]

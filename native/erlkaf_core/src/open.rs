@@ -139,13 +139,7 @@ impl<K> Drop for OpenBatches<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Keep(Arc<AtomicUsize>);
-    impl Drop for Keep {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::ledger::CountingKeep as Keep;
 
     fn slot(ob: &OpenBatches<Keep>, freed: &Arc<AtomicUsize>, produced: bool, bytes: usize) -> (usize, usize) {
         ob.with_slot(

@@ -31,6 +31,13 @@ enum Client {
 }
 
 impl Client {
+    fn decode(res: Term) -> NifResult<Client> {
+        match res.decode::<ResourceArc<ProducerRes>>() {
+            Ok(p) => Ok(Client::Producer(p)),
+            Err(_) => Ok(Client::Consumer(res.decode::<ResourceArc<ConsumerRes>>()?)),
+        }
+    }
+
     fn with_kafka<T>(&self, f: impl FnOnce(&Kafka) -> Result<T>) -> Result<T> {
         match self {
             Client::Producer(p) => p.producer.shared().with_kafka(f),
@@ -80,60 +87,51 @@ fn decode_query(q: Term) -> NifResult<Query> {
 /// undefined}`, `{watermarks, Topic, Partition}`, `{offsets_for_times, [{T, P, TsMs}]}`.
 #[rustler::nif]
 fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u32, tag: Term<'a>) -> NifResult<Term<'a>> {
-    let client = match res.decode::<ResourceArc<ProducerRes>>() {
-        Ok(p) => Client::Producer(p),
-        Err(_) => Client::Consumer(res.decode::<ResourceArc<ConsumerRes>>()?),
-    };
+    let client = Client::decode(res)?;
     let query = decode_query(query)?;
     let timeout = Duration::from_millis(timeout_ms as u64);
+    // Each query: a job on the client handle (on a thread of its own) and its answer.
+    let later = |name, job: Box<dyn FnOnce(&Kafka) -> Result<Answer> + Send>| {
+        reply_later(env, name, atoms::erlkaf_query(), tag, move || client.with_kafka(job), Answer::encode)
+    };
     Ok(match query {
-        Query::Metadata(topic) => reply_later(
-            env,
-            "metadata",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| metadata::metadata(k, topic.as_deref(), timeout)),
-            |env, md| (atoms::ok(), metadata_term(env, &md)).encode(env),
-        ),
-        Query::Watermarks(topic, partition) => reply_later(
-            env,
+        Query::Metadata(topic) => {
+            later("metadata", Box::new(move |k| metadata::metadata(k, topic.as_deref(), timeout).map(Answer::Metadata)))
+        }
+        Query::Watermarks(topic, partition) => later(
             "watermarks",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| metadata::watermarks(k, &topic, partition, timeout)),
-            |env, (low, high)| (atoms::ok(), (low, high)).encode(env),
+            Box::new(move |k| metadata::watermarks(k, &topic, partition, timeout).map(Answer::Watermarks)),
         ),
-        Query::CreateTopics(topics) => reply_later(
-            env,
-            "create_topics",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| admin::create_topics(k, &topics, timeout)),
-            items_term,
-        ),
-        Query::DeleteTopics(names) => reply_later(
-            env,
-            "delete_topics",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| admin::delete_topics(k, &names, timeout)),
-            items_term,
-        ),
-        Query::CreatePartitions(totals) => reply_later(
-            env,
-            "create_partitions",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| admin::create_partitions(k, &totals, timeout)),
-            items_term,
-        ),
-        Query::OffsetsForTimes(parts) => reply_later(
-            env,
-            "offsets_for_times",
-            atoms::erlkaf_query(),
-            tag,
-            move || client.with_kafka(|k| metadata::offsets_for_times(k, &parts, timeout)),
-            |env, found| {
+        Query::CreateTopics(topics) => {
+            later("create_topics", Box::new(move |k| admin::create_topics(k, &topics, timeout).map(Answer::Items)))
+        }
+        Query::DeleteTopics(names) => {
+            later("delete_topics", Box::new(move |k| admin::delete_topics(k, &names, timeout).map(Answer::Items)))
+        }
+        Query::CreatePartitions(totals) => {
+            later("create_partitions", Box::new(move |k| admin::create_partitions(k, &totals, timeout).map(Answer::Items)))
+        }
+        Query::OffsetsForTimes(parts) => {
+            later("offsets_for_times", Box::new(move |k| metadata::offsets_for_times(k, &parts, timeout).map(Answer::Offsets)))
+        }
+    })
+}
+
+/// What a query answers with.
+enum Answer {
+    Metadata(Metadata),
+    Watermarks((i64, i64)),
+    Items(Vec<ItemResult>),
+    Offsets(Vec<(TopicPartition, erlkaf_core::ErrorCode)>),
+}
+
+impl Answer {
+    fn encode<'b>(env: Env<'b>, a: Answer) -> Term<'b> {
+        match a {
+            Answer::Metadata(md) => (atoms::ok(), metadata_term(env, &md)).encode(env),
+            Answer::Watermarks(w) => (atoms::ok(), w).encode(env),
+            Answer::Items(items) => items_term(env, items),
+            Answer::Offsets(found) => {
                 let items: Vec<Term> = found
                     .iter()
                     .map(|(p, err)| {
@@ -142,9 +140,9 @@ fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u3
                     })
                     .collect();
                 (atoms::ok(), items).encode(env)
-            },
-        ),
-    })
+            }
+        }
+    }
 }
 
 /// `{ok, [{Name, ok | {error, Code, Message}}]}`.
@@ -269,10 +267,7 @@ fn producer_send_offsets<'a>(
 #[rustler::nif]
 fn client_oauth_token<'a>(env: Env<'a>, res: Term<'a>, answer: Term<'a>) -> NifResult<Term<'a>> {
     use erlkaf_core::oauth;
-    let client = match res.decode::<ResourceArc<ProducerRes>>() {
-        Ok(p) => Client::Producer(p),
-        Err(_) => Client::Consumer(res.decode::<ResourceArc<ConsumerRes>>()?),
-    };
+    let client = Client::decode(res)?;
     let r = if let Ok((tag, reason)) = answer.decode::<(rustler::Atom, String)>() {
         if tag != atoms::error() {
             return Err(rustler::Error::BadArg);
