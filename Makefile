@@ -50,12 +50,13 @@ test-fixtures:
 	@echo "fixtures: erlang_app and elixir_app built erlkaf as a dependency and released it with its NIF"
 
 demo: build
-	erl -noshell $(ERL_PATHS) -eval 'erlkaf_demo:main(), halt().'
+	erl -noshell $(ERL_PATHS) -eval 'erlkaf_demo:main([$(BENCH_ARGS)]), halt().'
 
 # Soak: 10M messages produced and consumed, memory sampled every second (see
 # bench/erlkaf_soak.erl); soak-ci is the shortened run CI makes.
 soak: build
 	$(BENCH_VM) -eval 'erlkaf_soak:main([]), halt().'
+	ERLKAF_CHAOS_SECONDS=60 rebar3 ct --suite erlkaf_faults_SUITE --case t_consumer_group_chaos
 
 soak-ci: build
 	$(BENCH_VM) -eval 'erlkaf_soak:main(["--messages", "4000000", "--sample-ms", "250"]), halt().'

@@ -1,4 +1,5 @@
-%%% @doc `make demo': starts the embedded broker in its own OS process, produces a million
+%%% @doc `make demo' (or `make demo BROKERS=host:port' for any broker with a `demo' topic
+%%% or topic auto-creation): starts the embedded broker in its own OS process, produces a million
 %%% 100-byte messages with `erlkaf:produce_batch/3' (batches of 1000), counts every
 %%% delivery report in a callback, and prints the throughput.
 -module(erlkaf_demo).
@@ -15,8 +16,15 @@ main(Args) ->
     Size = arg("--size", Args, 100),
     Batch = arg("--batch", Args, 1000),
     ok = erlkaf:start(),
-    {ok, Broker, Bootstrap} = erlkaf_broker_cli:spawn_os_process(["--topic", "demo", "--partitions", "32"]),
-    io:format("embedded broker (bin/erlkaf-broker, own OS process): ~ts~n", [Bootstrap]),
+    {Broker, Bootstrap} = case lists:dropwhile(fun(A) -> A =/= "--bootstrap" end, Args) of
+        [_, B | _] ->
+            io:format("broker: ~ts~n", [B]),
+            {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
+        _ ->
+            {ok, Pid, B} = erlkaf_broker_cli:spawn_os_process(["--topic", "demo", "--partitions", "32"]),
+            io:format("embedded broker (bin/erlkaf-broker, own OS process): ~ts~n", [B]),
+            {Pid, B}
+    end,
     Counters = counters:new(2, [write_concurrency]),
     persistent_term:put({?MODULE, counters}, Counters),
     ok = erlkaf:create_producer(?CLIENT, [{bootstrap_servers, Bootstrap},
