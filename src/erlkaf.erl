@@ -30,7 +30,8 @@
          query_watermark_offsets/4, offsets_for_times/2, offsets_for_times/3, consumer_lag/1]).
 %% Admin (producers and consumers)
 -export([create_topics/2, create_topics/3, delete_topics/2, delete_topics/3, create_partitions/2,
-         create_partitions/3]).
+         create_partitions/3, list_groups/1, list_groups/2, describe_groups/2, describe_groups/3,
+         describe_configs/2, describe_configs/3, delete_records/2, delete_records/3]).
 %% Transactions
 -export([init_transactions/1, init_transactions/2, begin_transaction/1, commit_transaction/1,
          commit_transaction/2, abort_transaction/1, abort_transaction/2,
@@ -595,6 +596,76 @@ create_partitions(ClientId, Totals, Timeout) when is_list(Totals), is_integer(Ti
         false -> {error, {badarg, partitions}}
     end;
 create_partitions(_ClientId, _Totals, _Timeout) ->
+    {error, {badarg, partitions}}.
+
+%% @equiv list_groups(ClientId, 30000)
+-spec list_groups(client_id()) -> {ok, [#{group_id := binary(), simple := boolean(), state := binary()}]} | {error, term()}.
+list_groups(ClientId) ->
+    list_groups(ClientId, ?ADMIN_TIMEOUT).
+
+%% @doc The consumer groups the cluster knows, with their state (`<<"Stable">>'...).
+-spec list_groups(client_id(), non_neg_integer()) ->
+    {ok, [#{group_id := binary(), simple := boolean(), state := binary()}]} | {error, term()}.
+list_groups(ClientId, Timeout) ->
+    query(ClientId, list_groups, Timeout).
+
+%% @equiv describe_groups(ClientId, GroupIds, 30000)
+-spec describe_groups(client_id(), [binary()]) -> {ok, [map()]} | {error, term()}.
+describe_groups(ClientId, GroupIds) ->
+    describe_groups(ClientId, GroupIds, ?ADMIN_TIMEOUT).
+
+%% @doc State, assignor, coordinator and members (client id, host, assigned partitions)
+%% of consumer groups: `#{group_id, error, simple, assignor, state, coordinator,
+%% members => [#{client_id, consumer_id, group_instance_id, host, assignment}]}'.
+-spec describe_groups(client_id(), [binary()], non_neg_integer()) -> {ok, [map()]} | {error, term()}.
+describe_groups(ClientId, GroupIds, Timeout) when is_list(GroupIds) ->
+    case [G || G <- GroupIds, not is_binary(G)] of
+        [] -> query(ClientId, {describe_groups, GroupIds}, Timeout);
+        _ -> {error, {badarg, groups}}
+    end;
+describe_groups(_ClientId, _GroupIds, _Timeout) ->
+    {error, {badarg, groups}}.
+
+%% @equiv describe_configs(ClientId, Resources, 30000)
+-spec describe_configs(client_id(), [{topic, topic()} | {broker, non_neg_integer()}]) -> {ok, list()} | {error, term()}.
+describe_configs(ClientId, Resources) ->
+    describe_configs(ClientId, Resources, ?ADMIN_TIMEOUT).
+
+%% @doc Configuration entries of topics and brokers:
+%% `{ok, [{topic | broker, Name, {ok, [#{name, value, source, read_only, default,
+%% sensitive}]} | {error, Code, Message}}]}' (a sensitive value is `undefined').
+-spec describe_configs(client_id(), [{topic, topic()} | {broker, non_neg_integer()}], non_neg_integer()) ->
+    {ok, list()} | {error, term()}.
+describe_configs(ClientId, Resources, Timeout) when is_list(Resources) ->
+    L = [case R of
+             {topic, T} -> {topic, topic_bin(T)};
+             {broker, Id} when is_integer(Id), Id >= 0 -> {broker, integer_to_binary(Id)};
+             _ -> {bad, error}
+         end || R <- Resources],
+    case lists:keymember(error, 2, L) of
+        true -> {error, {badarg, resources}};
+        false -> query(ClientId, {describe_configs, L}, Timeout)
+    end;
+describe_configs(_ClientId, _Resources, _Timeout) ->
+    {error, {badarg, resources}}.
+
+%% @equiv delete_records(ClientId, Before, 30000)
+-spec delete_records(client_id(), [{topic(), partition(), integer()}]) ->
+    {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
+delete_records(ClientId, Before) ->
+    delete_records(ClientId, Before, ?ADMIN_TIMEOUT).
+
+%% @doc Deletes the records before an offset in each partition (-1: all up to the high
+%% watermark); answers each partition's new low watermark, or its error.
+-spec delete_records(client_id(), [{topic(), partition(), integer()}], non_neg_integer()) ->
+    {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
+delete_records(ClientId, Before, Timeout) when is_list(Before) ->
+    L = [{topic_bin(T), P, O} || {T, P, O} <- Before, is_integer(P), P >= 0, is_integer(O), O >= -1],
+    case length(L) =:= length(Before) andalso not lists:keymember(error, 1, L) of
+        true -> query(ClientId, {delete_records, L}, Timeout);
+        false -> {error, {badarg, partitions}}
+    end;
+delete_records(_ClientId, _Before, _Timeout) ->
     {error, {badarg, partitions}}.
 
 %% ---------------------------------------------------------------------------------------

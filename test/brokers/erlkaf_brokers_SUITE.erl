@@ -19,7 +19,8 @@ groups() ->
     Cases = [t_admin_topics, t_round_trip_headers_timestamps, t_batch_and_compression,
              t_idempotent_producer, t_group_of_two_rebalances_without_loss, t_commit_then_resume,
              t_create_partitions, t_watermarks_and_metadata, t_read_committed_hides_aborted_transactions,
-             t_consume_transform_produce, t_fenced_transactional_producer_stops],
+             t_consume_transform_produce, t_fenced_transactional_producer_stops,
+             t_list_and_describe_groups, t_describe_configs, t_delete_records],
     [{tansu, [], Cases}, {noida, [], Cases}].
 
 %% Behaviours a broker gets wrong, as measured (../shared/BROKERS.md): skipped there.
@@ -27,6 +28,9 @@ known_defect(tansu, t_create_partitions) -> "tansu 0.6 answers CreatePartitions 
 known_defect(tansu, t_read_committed_hides_aborted_transactions) -> "tansu has no read_committed isolation";
 known_defect(tansu, t_fenced_transactional_producer_stops) ->
     "tansu does not fence: a second init_transactions for an id with an open transaction times out";
+known_defect(tansu, t_delete_records) -> "tansu 0.6 panics on DeleteRecords";
+known_defect(tansu, t_list_and_describe_groups) -> "tansu 0.6 describes an active group with no members";
+known_defect(tansu, t_describe_configs) -> "tansu 0.6 answers DescribeConfigs of a topic with no entries";
 known_defect(_, _) -> false.
 
 init_per_suite(Config) ->
@@ -316,3 +320,40 @@ t_fenced_transactional_producer_stops(Config) ->
     after 10000 -> ct:fail(no_fatal_error)
     end,
     erlkaf_test_lib:wait_until(fun() -> erlkaf_registry:lookup(txp) =:= {error, undefined_client} end, 10000).
+
+%% ---------------------------------------------------------------------------------------
+%% More admin
+
+t_list_and_describe_groups(Config) ->
+    T = ?config(topic, Config),
+    ok = erlkaf:create_producer(p1, client(Config, [])),
+    {ok, _, _} = erlkaf:produce_sync(p1, T, <<"k">>, <<"v">>),
+    start_group(g1, Config, grp),
+    _ = collect(grp, 1),
+    G = <<T/binary, "-g">>,
+    %% A broker may list a group only once it committed offsets.
+    erlkaf_test_lib:wait_until(fun() ->
+        {ok, Groups} = erlkaf:list_groups(admin),
+        lists:any(fun(#{group_id := Id}) -> Id =:= G end, Groups)
+    end, 15000),
+    {ok, [#{group_id := G, error := ok, state := State, members := Members, coordinator := Coord}]} =
+        erlkaf:describe_groups(admin, [G]),
+    ct:pal("~p: ~p, coordinator ~p, members ~p", [G, State, Coord, Members]),
+    ?assertEqual([0, 1, 2, 3], lists:sort([P || #{assignment := A} <- Members, {T1, P} <- A, T1 =:= T])),
+    {error, {badarg, groups}} = erlkaf:describe_groups(admin, [not_a_binary]).
+
+t_describe_configs(Config) ->
+    T = ?config(topic, Config),
+    {ok, [{topic, T, {ok, Entries}}]} = erlkaf:describe_configs(admin, [{topic, T}]),
+    ct:pal("~p entries, e.g. ~p", [length(Entries), lists:sublist(Entries, 3)]),
+    ?assert(length(Entries) > 0),
+    [#{name := _, value := _, source := _, read_only := _, default := _, sensitive := _} | _] = Entries,
+    {error, {badarg, resources}} = erlkaf:describe_configs(admin, [{queue, 1}]).
+
+t_delete_records(Config) ->
+    T = ?config(topic, Config),
+    ok = erlkaf:create_producer(p1, client(Config, [])),
+    [{ok, 0, _} = erlkaf:produce_sync(p1, T, undefined, integer_to_binary(I), #{partition => 0}) || I <- lists:seq(1, 10)],
+    {ok, [{T, 0, 5}]} = erlkaf:delete_records(admin, [{T, 0, 5}]),
+    ?assertEqual({ok, {5, 10}}, erlkaf:query_watermark_offsets(p1, T, 0)),
+    {error, {badarg, partitions}} = erlkaf:delete_records(admin, [{T, 0, -7}]).

@@ -11,6 +11,7 @@ use erlkaf_core::admin::{self, ItemResult};
 use erlkaf_core::metadata::{self, Metadata};
 use erlkaf_core::tpl::TopicPartition;
 use erlkaf_core::Result;
+use crate::sink::binary;
 use rustler::{Encoder, Env, NifResult, ResourceArc, Term};
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ enum Query {
     CreateTopics(Vec<admin::NewTopic>),
     DeleteTopics(Vec<String>),
     CreatePartitions(Vec<(String, i32)>),
+    ListGroups,
+    DescribeGroups(Vec<String>),
+    DescribeConfigs(Vec<(admin::ResourceKind, String)>),
+    DeleteRecords(Vec<TopicPartition>),
 }
 
 /// A producer or a consumer resource.
@@ -67,6 +72,30 @@ fn decode_query(q: Term) -> NifResult<Query> {
         if tag == atoms::create_partitions() {
             return Ok(Query::CreatePartitions(topic.decode()?));
         }
+        if tag == atoms::describe_groups() {
+            return Ok(Query::DescribeGroups(topic.decode()?));
+        }
+        if tag == atoms::describe_configs() {
+            let items: Vec<(rustler::Atom, String)> = topic.decode()?;
+            let mut out = Vec::with_capacity(items.len());
+            for (kind, name) in items {
+                let kind = if kind == atoms::topic() {
+                    admin::ResourceKind::Topic
+                } else if kind == atoms::broker() {
+                    admin::ResourceKind::Broker
+                } else {
+                    return Err(rustler::Error::BadArg);
+                };
+                out.push((kind, name));
+            }
+            return Ok(Query::DescribeConfigs(out));
+        }
+        if tag == atoms::delete_records() {
+            let parts: Vec<(String, i32, i64)> = topic.decode()?;
+            return Ok(Query::DeleteRecords(
+                parts.into_iter().map(|(topic, partition, offset)| TopicPartition { topic, partition, offset }).collect(),
+            ));
+        }
         if tag == atoms::offsets_for_times() {
             let parts: Vec<(String, i32, i64)> = topic.decode()?;
             return Ok(Query::OffsetsForTimes(
@@ -78,6 +107,9 @@ fn decode_query(q: Term) -> NifResult<Query> {
         if tag == atoms::watermarks() {
             return Ok(Query::Watermarks(topic, partition));
         }
+    }
+    if q.decode::<rustler::Atom>().is_ok_and(|a| a == atoms::list_groups()) {
+        return Ok(Query::ListGroups);
     }
     Err(rustler::Error::BadArg)
 }
@@ -111,6 +143,16 @@ fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u3
         Query::CreatePartitions(totals) => {
             later("create_partitions", Box::new(move |k| admin::create_partitions(k, &totals, timeout).map(Answer::Items)))
         }
+        Query::ListGroups => later("list_groups", Box::new(move |k| admin::list_groups(k, timeout).map(Answer::Groups))),
+        Query::DescribeGroups(ids) => {
+            later("describe_groups", Box::new(move |k| admin::describe_groups(k, &ids, timeout).map(Answer::GroupInfos)))
+        }
+        Query::DescribeConfigs(rs) => {
+            later("describe_configs", Box::new(move |k| admin::describe_configs(k, &rs, timeout).map(Answer::Configs)))
+        }
+        Query::DeleteRecords(parts) => {
+            later("delete_records", Box::new(move |k| admin::delete_records(k, &parts, timeout).map(Answer::Offsets)))
+        }
         Query::OffsetsForTimes(parts) => {
             later("offsets_for_times", Box::new(move |k| metadata::offsets_for_times(k, &parts, timeout).map(Answer::Offsets)))
         }
@@ -123,6 +165,9 @@ enum Answer {
     Watermarks((i64, i64)),
     Items(Vec<ItemResult>),
     Offsets(Vec<(TopicPartition, erlkaf_core::ErrorCode)>),
+    Groups(Vec<admin::GroupListing>),
+    GroupInfos(Vec<admin::GroupInfo>),
+    Configs(Vec<admin::ResourceConfig>),
 }
 
 impl Answer {
@@ -131,6 +176,50 @@ impl Answer {
             Answer::Metadata(md) => (atoms::ok(), metadata_term(env, &md)).encode(env),
             Answer::Watermarks(w) => (atoms::ok(), w).encode(env),
             Answer::Items(items) => items_term(env, items),
+            Answer::Groups(groups) => {
+                let items: Vec<Term> = groups
+                    .iter()
+                    .map(|g| {
+                        map(env, &[
+                            (atoms::group_id(), binary(env, g.id.as_bytes())),
+                            (atoms::simple(), g.simple.encode(env)),
+                            (atoms::state(), binary(env, g.state.as_bytes())),
+                        ])
+                    })
+                    .collect();
+                (atoms::ok(), items).encode(env)
+            }
+            Answer::GroupInfos(groups) => {
+                let items: Vec<Term> = groups.iter().map(|g| group_term(env, g)).collect();
+                (atoms::ok(), items).encode(env)
+            }
+            Answer::Configs(rs) => {
+                let items: Vec<Term> = rs
+                    .iter()
+                    .map(|(kind, name, error, entries)| {
+                        let kind = if *kind == admin::ResourceKind::Topic { atoms::topic() } else { atoms::broker() };
+                        let entries: Vec<Term> = entries
+                            .iter()
+                            .map(|e| {
+                                map(env, &[
+                                    (atoms::name(), binary(env, e.name.as_bytes())),
+                                    (atoms::value(), crate::sink::opt_binary(env, e.value.as_deref().map(str::as_bytes))),
+                                    (atoms::source(), binary(env, e.source.as_bytes())),
+                                    (atoms::read_only(), e.read_only.encode(env)),
+                                    (atoms::default(), e.default.encode(env)),
+                                    (atoms::sensitive(), e.sensitive.encode(env)),
+                                ])
+                            })
+                            .collect();
+                        let result = match error {
+                            None => (atoms::ok(), entries).encode(env),
+                            Some((code, msg)) => (atoms::error(), code_atom(env, *code), msg.as_str()).encode(env),
+                        };
+                        (kind, binary(env, name.as_bytes()), result).encode(env)
+                    })
+                    .collect();
+                (atoms::ok(), items).encode(env)
+            }
             Answer::Offsets(found) => {
                 let items: Vec<Term> = found
                     .iter()
@@ -143,6 +232,47 @@ impl Answer {
             }
         }
     }
+}
+
+/// `#{group_id, error, simple, assignor, state, coordinator, members => [#{client_id,
+/// consumer_id, group_instance_id, host, assignment => [{Topic, Partition}]}]}`.
+fn group_term<'a>(env: Env<'a>, g: &admin::GroupInfo) -> Term<'a> {
+    let members: Vec<Term> = g
+        .members
+        .iter()
+        .map(|m| {
+            let assignment: Vec<Term> =
+                m.assignment.iter().map(|(t, p)| (binary(env, t.as_bytes()), *p).encode(env)).collect();
+            map(env, &[
+                (atoms::client_id(), binary(env, m.client_id.as_bytes())),
+                (atoms::consumer_id(), binary(env, m.consumer_id.as_bytes())),
+                (atoms::group_instance_id(), crate::sink::opt_binary(env, m.group_instance_id.as_deref().map(str::as_bytes))),
+                (atoms::host(), binary(env, m.host.as_bytes())),
+                (atoms::assignment(), assignment.encode(env)),
+            ])
+        })
+        .collect();
+    let error = match &g.error {
+        None => atoms::ok().encode(env),
+        Some((code, msg)) => (code_atom(env, *code), msg.as_str()).encode(env),
+    };
+    let coordinator = match &g.coordinator {
+        None => atoms::undefined().encode(env),
+        Some((id, host, port)) => map(env, &[
+            (atoms::id(), id.encode(env)),
+            (atoms::host(), binary(env, host.as_bytes())),
+            (atoms::port(), port.encode(env)),
+        ]),
+    };
+    map(env, &[
+        (atoms::group_id(), binary(env, g.id.as_bytes())),
+        (atoms::error(), error),
+        (atoms::simple(), g.simple.encode(env)),
+        (atoms::assignor(), binary(env, g.assignor.as_bytes())),
+        (atoms::state(), binary(env, g.state.as_bytes())),
+        (atoms::coordinator(), coordinator),
+        (atoms::members(), members.encode(env)),
+    ])
 }
 
 /// `{ok, [{Name, ok | {error, Code, Message}}]}`.
@@ -173,7 +303,6 @@ fn error_or_ok<'a>(env: Env<'a>, e: erlkaf_core::ErrorCode) -> Term<'a> {
 /// error, leader, replicas, isrs}]}], orig_broker_id, orig_broker_name}`; `error` is `ok`
 /// or the broker's error name.
 fn metadata_term<'a>(env: Env<'a>, md: &Metadata) -> Term<'a> {
-    use crate::sink::binary;
     let brokers: Vec<Term> = md
         .brokers
         .iter()
