@@ -216,6 +216,48 @@ defmodule Erlkaf do
   @spec create_partitions(client(), [{topic(), pos_integer()}], non_neg_integer()) :: {:ok, list()} | {:error, term()}
   def create_partitions(client, totals, timeout \\ 30_000), do: :erlkaf.create_partitions(client, totals, timeout)
 
+  @doc "The consumer groups the cluster knows: `{:ok, [%{group_id: id, simple: bool, state: state}]}`."
+  @spec list_groups(client(), non_neg_integer()) :: {:ok, [map()]} | {:error, term()}
+  def list_groups(client, timeout \\ 30_000), do: :erlkaf.list_groups(client, timeout)
+
+  @doc "State, assignor, coordinator and members (with their partitions) of consumer groups."
+  @spec describe_groups(client(), [String.t()], non_neg_integer()) :: {:ok, [map()]} | {:error, term()}
+  def describe_groups(client, group_ids, timeout \\ 30_000), do: :erlkaf.describe_groups(client, group_ids, timeout)
+
+  @doc "Configuration entries of `{:topic, name}` and `{:broker, id}` resources."
+  @spec describe_configs(client(), [{:topic, topic()} | {:broker, non_neg_integer()}], non_neg_integer()) ::
+          {:ok, list()} | {:error, term()}
+  def describe_configs(client, resources, timeout \\ 30_000), do: :erlkaf.describe_configs(client, resources, timeout)
+
+  @doc "Deletes records before `{topic, partition, offset}` (-1: everything); new low watermarks."
+  @spec delete_records(client(), [{topic(), non_neg_integer(), integer()}], non_neg_integer()) ::
+          {:ok, list()} | {:error, term()}
+  def delete_records(client, before, timeout \\ 30_000), do: :erlkaf.delete_records(client, before, timeout)
+
+  ## Transactions (a producer with `transactional_id`)
+
+  @doc "Registers the transactional id (fencing older producers). Once per producer."
+  @spec init_transactions(client(), non_neg_integer()) :: :ok | {:error, term()}
+  def init_transactions(client, timeout \\ 30_000), do: :erlkaf.init_transactions(client, timeout)
+
+  @doc "Starts a transaction."
+  @spec begin_transaction(client()) :: :ok | {:error, term()}
+  def begin_transaction(client), do: :erlkaf.begin_transaction(client)
+
+  @doc "Commits the transaction (flushing its messages first)."
+  @spec commit_transaction(client(), non_neg_integer()) :: :ok | {:error, term()}
+  def commit_transaction(client, timeout \\ 30_000), do: :erlkaf.commit_transaction(client, timeout)
+
+  @doc "Aborts the transaction."
+  @spec abort_transaction(client(), non_neg_integer()) :: :ok | {:error, term()}
+  def abort_transaction(client, timeout \\ 30_000), do: :erlkaf.abort_transaction(client, timeout)
+
+  @doc "Commits a consumer group's next offsets `[{topic, partition, offset}]` with the transaction."
+  @spec send_offsets_to_transaction(client(), client(), [{topic(), non_neg_integer(), non_neg_integer()}], non_neg_integer()) ::
+          :ok | {:error, term()}
+  def send_offsets_to_transaction(client, group_client, offsets, timeout \\ 30_000),
+    do: :erlkaf.send_offsets_to_transaction(client, group_client, offsets, timeout)
+
   @doc "The latest librdkafka statistics as maps (`statistics_interval_ms` must be set)."
   @spec stats(client()) :: {:ok, map()} | {:error, term()}
   def stats(client), do: :erlkaf.get_stats(client)
