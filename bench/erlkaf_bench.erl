@@ -23,7 +23,8 @@ scenario(Name, Args, BenchArgs) ->
         {produce_callback, [N, Size]} -> produce_callback(Ctx, N, Size);
         {produce_batch, [N, Size]} -> produce_batch(Ctx, N, Size);
         {memory, [N]} -> memory(Ctx, N);
-        {consumer_memory, [N]} -> consumer_memory(Ctx, N)
+        {consumer_memory, [N]} -> consumer_memory(Ctx, N);
+        {consume, [N]} -> consume(Ctx, N)
     end,
     Holder ! stop,
     R.
@@ -403,7 +404,8 @@ wait_first() ->
 
 producer(Ctx, Name, Extra) ->
     ok = erlkaf:create_producer(Name, [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {linger_ms, 5},
-                                       {acks, 1}, {queue_buffering_max_messages, 500000} | Extra]),
+                                       {acks, 1}, {queue_buffering_max_messages, 500000} | Extra]
+                                      ++ [{message_max_bytes, 2000000} || not lists:keymember(message_max_bytes, 1, Extra)]),
     Name.
 
 produce_loop(_C, _V, 0) -> ok;

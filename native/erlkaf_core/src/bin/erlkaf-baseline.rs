@@ -115,6 +115,8 @@ fn producer_props(m: &HashMap<String, String>, linger: &str) -> Vec<(&'static st
         ("acks", m.get("acks").cloned().unwrap_or_else(|| "1".into())),
         ("queue.buffering.max.messages", get::<u64>(m, "queue-messages", 500000).to_string()),
         ("batch.num.messages", get::<u64>(m, "batch-num", 10000).to_string()),
+        // Room for the 1 MiB payloads of the size sweep (erlkaf's bench sets the same).
+        ("message.max.bytes", "2000000".to_string()),
     ]
 }
 
