@@ -140,23 +140,27 @@ best_of(Ctx, N, Size, Erlkaf) ->
 %% produce/4 (reports counted in a callback) from P processes, each N/P messages.
 produce_scaling(Ctx, N, Procs) ->
     V = binary:copy(<<"x">>, 100),
-    Rates = [begin
-        counter_reset(),
-        C = producer(Ctx, bench_scale, [{delivery_report_callback, ?MODULE}]),
-        Per = N div P,
-        {Secs, Health} = measure(fun() ->
-            Parent = self(),
-            Pids = [spawn_link(fun() -> produce_loop(C, V, Per), Parent ! {done, self()} end) || _ <- lists:seq(1, P)],
-            [receive {done, Pid} -> ok end || Pid <- Pids],
-            wait_count(Per * P)
-        end),
-        ok = erlkaf:stop_client(C),
-        progress("produce/4 from ~p processes: ~w msg/s", [P, round(Per * P / Secs)]),
-        {P, #{msg_s => Per * P / Secs, health => Health}}
-    end || P <- Procs],
+    %% Each process count twice, taking turns, the better kept (as for the ratios to raw).
+    Runs = [{P, scaling_run(Ctx, V, N, P)} || _ <- [1, 2], P <- Procs],
+    Rates = [{P, lists:last(lists:sort(fun(A, B) -> maps:get(msg_s, A) =< maps:get(msg_s, B) end,
+                                        [R || {P1, R} <- Runs, P1 =:= P]))} || P <- Procs],
+    [progress("produce/4 from ~p processes: ~w msg/s", [P, round(maps:get(msg_s, R))]) || {P, R} <- Rates],
     One = maps:get(msg_s, proplists:get_value(1, Rates)),
     Sixteen = maps:get(msg_s, proplists:get_value(16, Rates)),
     [{produce_scaling, #{by_processes => maps:from_list(Rates), ratio_16_to_1 => Sixteen / One}}].
+
+scaling_run(Ctx, V, N, P) ->
+    counter_reset(),
+    C = producer(Ctx, bench_scale, [{delivery_report_callback, ?MODULE}]),
+    Per = N div P,
+    {Secs, Health} = measure(fun() ->
+        Parent = self(),
+        Pids = [spawn_link(fun() -> produce_loop(C, V, Per), Parent ! {done, self()} end) || _ <- lists:seq(1, P)],
+        [receive {done, Pid} -> ok end || Pid <- Pids],
+        wait_count(Per * P)
+    end),
+    ok = erlkaf:stop_client(C),
+    #{msg_s => Per * P / Secs, health => Health}.
 
 %% Delivery-report latency at a fixed rate, linger 0: produce_sync waits for each report
 %% from several processes (the offered rate is what the baseline produces at).
