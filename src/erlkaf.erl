@@ -832,7 +832,7 @@ produce_batch(ClientId, Topic, Messages) when is_list(Messages) ->
                 {Count, Bytes} = count_bytes(Messages, 0, 0),
                 erlkaf_telemetry:execute([erlkaf, produce_batch],
                                          #{count => Count, bytes => Bytes, duration => erlang:monotonic_time() - T0},
-                                         #{client_id => ClientId, topic => T, result => case R of {ok, _} -> ok; {error, {E, _, _}} -> E; {error, E} -> E end}),
+                                         #{client_id => ClientId, topic => T, result => case R of {ok, _} -> ok; {error, {E, _, _}} -> E end}),
                 R
         end
     end);

@@ -328,7 +328,7 @@ drain_chunk([{{Topic, _, _, _, _, _, _}, _} | _] = Chunk, #state{res = Res, spil
             %% its error report, and the spill moves past it.
             {{T, Ref, P, K, V, H, _}, Pos} = lists:nth(N + 1, Same),
             reports([{Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
-                                                        value = V, headers = H}}], S),
+                                                        value = V, headers = H, timestamp = {0, not_available}}}], S),
             S1 = S#state{spill = erlkaf_spill:commit(Spill, Pos)},
             drain_chunk(lists:nthtail(N + 1, Same) ++ Rest, S1)
     end.
