@@ -534,7 +534,7 @@ checks(R) ->
     Scaling = maps:get(ratio_16_to_1, maps:get(produce_scaling, R)),
     P99 = (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000,
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
-      produce_batch_100b, {higher, 0.55}},
+      produce_batch_100b, {higher, 0.5}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
       ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.25}},
      {"produce/4 from 16 processes / from 1", Scaling, ">= 0.9", Scaling >= 0.9, produce_scaling, {higher, 0.9}},
