@@ -480,10 +480,9 @@ offsets_for_times(ClientId, Partitions) ->
 -spec offsets_for_times(client_id(), [{topic(), partition(), non_neg_integer()}], non_neg_integer()) ->
     {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
 offsets_for_times(ClientId, Partitions, Timeout) when is_list(Partitions), is_integer(Timeout), Timeout >= 0 ->
-    Valid = [{topic_bin(T), P, Ts} || {T, P, Ts} <- Partitions, is_integer(P), P >= 0, is_integer(Ts), Ts >= 0],
-    case length(Valid) =:= length(Partitions) andalso not lists:keymember(error, 1, Valid) of
-        true -> query(ClientId, {offsets_for_times, Valid}, Timeout);
-        false -> {error, {badarg, partitions}}
+    case partition_offsets(Partitions, 0) of
+        {ok, L} -> query(ClientId, {offsets_for_times, L}, Timeout);
+        error -> {error, {badarg, partitions}}
     end;
 offsets_for_times(_ClientId, _Partitions, _Timeout) ->
     {error, {badarg, partitions}}.
@@ -510,14 +509,26 @@ lag(ClientId, [{T, P, Committed} | Rest], Acc) ->
 
 query(ClientId, Query, Timeout) ->
     case erlkaf_registry:lookup(ClientId) of
-        {ok, _Type, Res, _Pid, _Opts} ->
-            Tag = make_ref(),
-            case erlkaf_nif:client_query(Res, Query, Timeout, Tag) of
-                ok -> receive {erlkaf_query, Tag, Result} -> Result end;
-                {error, _} = Error -> Error
-            end;
-        Error ->
-            Error
+        {ok, _Type, Res, _Pid, _Opts} -> await(fun(Tag) -> erlkaf_nif:client_query(Res, Query, Timeout, Tag) end);
+        Error -> Error
+    end.
+
+%% Starts a NIF call that answers later on a thread of its own (`Start(Tag)'), and waits
+%% for its `{erlkaf_query, Tag, Result}' (the call itself is bounded by its timeout).
+await(Start) ->
+    Tag = make_ref(),
+    case Start(Tag) of
+        ok -> receive {erlkaf_query, Tag, Result} -> Result end;
+        {error, _} = Error -> Error
+    end.
+
+%% `[{Topic, Partition, Offset}]' with topics as binaries, partitions >= 0 and offsets
+%% >= Min; `error' when any element is otherwise.
+partition_offsets(List, Min) ->
+    L = [{topic_bin(T), P, O} || {T, P, O} <- List, is_integer(P), P >= 0, is_integer(O), O >= Min],
+    case length(L) =:= length(List) andalso not lists:keymember(error, 1, L) of
+        true -> {ok, L};
+        false -> error
     end.
 
 %% ---------------------------------------------------------------------------------------
@@ -660,10 +671,9 @@ delete_records(ClientId, Before) ->
 -spec delete_records(client_id(), [{topic(), partition(), integer()}], non_neg_integer()) ->
     {ok, [{binary(), partition(), integer() | {error, term()}}]} | {error, term()}.
 delete_records(ClientId, Before, Timeout) when is_list(Before) ->
-    L = [{topic_bin(T), P, O} || {T, P, O} <- Before, is_integer(P), P >= 0, is_integer(O), O >= -1],
-    case length(L) =:= length(Before) andalso not lists:keymember(error, 1, L) of
-        true -> query(ClientId, {delete_records, L}, Timeout);
-        false -> {error, {badarg, partitions}}
+    case partition_offsets(Before, -1) of
+        {ok, L} -> query(ClientId, {delete_records, L}, Timeout);
+        error -> {error, {badarg, partitions}}
     end;
 delete_records(_ClientId, _Before, _Timeout) ->
     {error, {badarg, partitions}}.
@@ -732,17 +742,14 @@ send_offsets_to_transaction(ClientId, GroupClientId, Offsets) ->
 -spec send_offsets_to_transaction(client_id(), client_id(), [{topic(), partition(), non_neg_integer()}],
                                   non_neg_integer()) -> ok | {error, term()}.
 send_offsets_to_transaction(ClientId, GroupClientId, Offsets, Timeout) when is_list(Offsets) ->
-    L = [{topic_bin(T), P, O} || {T, P, O} <- Offsets, is_integer(P), P >= 0, is_integer(O), O >= 0],
-    case length(L) =:= length(Offsets) andalso not lists:keymember(error, 1, L) of
-        false ->
+    case partition_offsets(Offsets, 0) of
+        error ->
             {error, {badarg, offsets}};
-        true ->
+        {ok, L} ->
             with_producer(ClientId, fun(Res, _Opts) ->
                 case erlkaf_registry:lookup(GroupClientId) of
                     {ok, consumer, CRes, _, _} ->
-                        Tag = make_ref(),
-                        ok = erlkaf_nif:producer_send_offsets(Res, CRes, L, Timeout, Tag),
-                        receive {erlkaf_query, Tag, Result} -> Result end;
+                        await(fun(Tag) -> erlkaf_nif:producer_send_offsets(Res, CRes, L, Timeout, Tag) end);
                     {ok, _, _, _, _} ->
                         {error, not_a_consumer};
                     Error ->
@@ -754,11 +761,7 @@ send_offsets_to_transaction(_ClientId, _GroupClientId, _Offsets, _Timeout) ->
     {error, {badarg, offsets}}.
 
 txn(ClientId, Op, Timeout) when is_integer(Timeout), Timeout >= 0 ->
-    with_producer(ClientId, fun(Res, _Opts) ->
-        Tag = make_ref(),
-        ok = erlkaf_nif:producer_txn(Res, Op, Timeout, Tag),
-        receive {erlkaf_query, Tag, Result} -> Result end
-    end);
+    with_producer(ClientId, fun(Res, _Opts) -> await(fun(Tag) -> erlkaf_nif:producer_txn(Res, Op, Timeout, Tag) end) end);
 txn(_ClientId, _Op, _Timeout) ->
     {error, {badarg, timeout}}.
 
