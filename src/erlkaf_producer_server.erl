@@ -240,7 +240,8 @@ open_spill(_ClientId, _Opts) ->
 %% Appends Messages (any produce_batch form) behind the spill; the same partial result
 %% as the produce path when a message is malformed or the spill is full.
 spill(Topic, Messages, #state{spill = Spill0} = S) ->
-    {Records, Bad} = records(Topic, Messages, []),
+    %% Stamped now (CreateTime is when the message was produced, not when it is drained).
+    {Records, Bad} = records(Topic, Messages, erlang:system_time(millisecond), []),
     case erlkaf_spill:append(Spill0, Records) of
         {ok, Spill, N} ->
             S1 = case N of
@@ -260,14 +261,17 @@ spill(Topic, Messages, #state{spill = Spill0} = S) ->
 nthtail(0, L) -> L;
 nthtail(N, [_ | T]) -> nthtail(N - 1, T).
 
-records(_Topic, [], Acc) ->
+records(_Topic, [], _Now, Acc) ->
     {lists:reverse(Acc), []};
-records(Topic, [M | Rest] = All, Acc) ->
+records(Topic, [M | Rest] = All, Now, Acc) ->
     case normalize(M) of
-        {ok, {P, K, V, H, Ts}} -> records(Topic, Rest, [{Topic, make_ref(), P, K, V, H, Ts} | Acc]);
-        {error, What} -> {lists:reverse(Acc), {{badarg, What}, All}}
+        {ok, {P, K, V, H, Ts}} ->
+            Stamp = case Ts of T when T =:= 0; T =:= undefined -> Now; _ -> Ts end,
+            records(Topic, Rest, Now, [{Topic, make_ref(), P, K, V, H, Stamp} | Acc]);
+        {error, What} ->
+            {lists:reverse(Acc), {{badarg, What}, All}}
     end;
-records(_Topic, Improper, Acc) ->
+records(_Topic, Improper, _Now, Acc) ->
     {lists:reverse(Acc), {{badarg, message}, Improper}}.
 
 %% The message forms of produce_batch/3 as {Partition, Key, Value, Headers, Timestamp};

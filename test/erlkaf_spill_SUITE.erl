@@ -64,12 +64,19 @@ t_spill_survives_a_restart(Config) ->
     T = ?config(topic, Config), Mock = ?config(mock, Config),
     ok = erlkaf_mock:broker_down(Mock, -1),
     producer(Config, [{stop_flush_timeout_ms, 200}]),
+    Before = erlang:system_time(millisecond),
     Sent = [begin V = integer_to_binary(I), {ok, R} = erlkaf:produce(spill_p, T, <<"k">>, V), {R, V} end
             || I <- lists:seq(1, 600)],
     ok = erlkaf:stop_client(spill_p),
     %% The ones librdkafka held are purged (error reports); the spilled ones wait on disk.
     Purged = [R || {R, _} <- Sent, receive {dr, spill_p, R, {error, purge_queue}, _} -> true after 0 -> false end],
     ?assert(length(Purged) > 0 andalso length(Purged) < 600),
+    %% Spilled records carry the time they were produced (their CreateTime), not 0.
+    {ok, Left} = erlkaf_spill:open(?config(dir, Config), spill_p, 1 bsl 30),
+    Stamps = [Ts || {{_, _, _, _, _, _, Ts}, _} <- erlkaf_spill:read(Left, 1000)],
+    ok = erlkaf_spill:close(Left),
+    ?assertEqual(600 - length(Purged), length(Stamps)),
+    ?assertEqual([], [Ts || Ts <- Stamps, Ts < Before orelse Ts > erlang:system_time(millisecond)]),
     %% A torn record at the end (as if the VM died mid-append) is ignored.
     {Spill, _} = erlkaf_spill:files(?config(dir, Config), spill_p),
     ok = file:write_file(Spill, <<0, 0, 1, 0, 1, 2, 3>>, [append]),
