@@ -9,7 +9,8 @@
 //! A batch is closed (its unused slots refused, so the ledger frees it after the last
 //! report) when it is full, when its payloads reach [`MAX_BYTES`] (large values are never
 //! held back by small ones), when [`OpenBatches::close_idle`] finds it untouched since the
-//! previous call (the pump calls it about every [`IDLE_CLOSE`]), and at teardown.
+//! previous call (the pump calls it every [`IDLE_CLOSE`] while a batch is open, and within
+//! ~100 ms of a batch opening), and at teardown.
 //!
 //! Shards are picked by a per-thread index: a BEAM scheduler is one OS thread, so a
 //! shard's mutex is almost never contended.
@@ -107,16 +108,25 @@ impl<K: Send + Sync> OpenBatches<K> {
     }
 
     /// Closes open batches not used since the previous call (called by the pump).
-    pub fn close_idle(&self) {
+    /// Returns true while some batch is still open (to be looked at again soon).
+    pub fn close_idle(&self) -> bool {
+        let mut left = false;
         for shard in self.shards.iter() {
             // A busy shard is in use: not idle.
-            let Some(mut guard) = shard.0.try_lock() else { continue };
+            let Some(mut guard) = shard.0.try_lock() else {
+                left = true;
+                continue;
+            };
             match guard.as_mut() {
-                Some(open) if open.touched => open.touched = false,
+                Some(open) if open.touched => {
+                    open.touched = false;
+                    left = true;
+                }
                 Some(_) => guard.take().expect("open batch").close(),
                 None => {}
             }
         }
+        left
     }
 
     /// Closes every open batch (teardown, once no produce call can run).
@@ -171,12 +181,12 @@ mod tests {
         let (i0, o0) = slot(&ob, &freed, true, 10);
         let (i1, _) = slot(&ob, &freed, false, 0);
         assert_eq!((i0, i1), (0, 1));
-        ob.close_idle(); // touched: kept
+        assert!(ob.close_idle()); // touched: kept
         assert_eq!(slot(&ob, &freed, true, MAX_BYTES).0, 2); // closes: too many bytes
         assert_eq!(counters.live_batches(), 1);
         assert_eq!(slot(&ob, &freed, true, 1).0, 0); // a new batch
-        ob.close_idle();
-        ob.close_idle(); // untouched since the previous look: closed
+        assert!(ob.close_idle());
+        assert!(!ob.close_idle()); // untouched since the previous look: closed, none left
         assert_eq!(counters.live_batches(), 2);
         assert!(unsafe { crate::ledger::release_reported::<Keep>(o0 as *mut _) });
         assert_eq!(freed.load(Ordering::SeqCst), 0); // slot 2 of the first batch unreported

@@ -133,7 +133,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
         let counters = Arc::new(Counters::default());
         let open = Arc::new(OpenBatches::new(counters.clone()));
         let idle = open.clone();
-        let tick: Box<dyn FnMut() + Send> = Box::new(move || idle.close_idle());
+        let tick: Box<dyn FnMut() -> bool + Send> = Box::new(move || idle.close_idle());
         let pump = Pump::start(format!("erlkaf-{name}"), &queue, sink, Some(tick))
             .map_err(|e| Error::ClientCreation(format!("cannot start the pump thread: {e}")))?;
         let native = Native { topics: RwLock::new(HashMap::default()), queue, kafka };

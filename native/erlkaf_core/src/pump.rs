@@ -128,12 +128,14 @@ unsafe impl Send for QueuePtr {}
 
 impl<K: Send + Sync + 'static> Pump<K> {
     /// Starts the pump on `queue`. The queue must outlive the pump (the owner joins first).
-    /// `tick` runs on the pump thread about every `open::IDLE_CLOSE` (between rounds).
+    /// `tick` runs on the pump thread about every `open::IDLE_CLOSE` (between rounds) and
+    /// says whether it wants to run again soon; while it does not, the pump waits for
+    /// events as long as it would without a tick.
     pub(crate) fn start(
         name: String,
         queue: &NativeQueue,
         mut sink: Box<dyn Sink<K>>,
-        mut tick: Option<Box<dyn FnMut() + Send>>,
+        mut tick: Option<Box<dyn FnMut() -> bool + Send>>,
     ) -> std::io::Result<Pump<K>> {
         let stop = Arc::new(AtomicBool::new(false));
         let q = QueuePtr(queue.ptr());
@@ -142,17 +144,19 @@ impl<K: Send + Sync + 'static> Pump<K> {
             let q = q;
             let mut state = Round::default();
             let mut last_tick = std::time::Instant::now();
+            let mut tick_soon = false;
             loop {
                 if let Some(t) = tick.as_mut() {
                     if last_tick.elapsed() >= crate::open::IDLE_CLOSE {
                         last_tick = std::time::Instant::now();
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t()));
+                        tick_soon = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *t)).unwrap_or(true);
                     }
                 }
+                let wait_ms = if tick_soon { crate::open::IDLE_CLOSE.as_millis() as i32 } else { 100 };
                 // A panic in one round must not stop the pump: later reports still have to
                 // release their payloads.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    state.run(q.0, &mut *sink, if tick.is_some() { 20 } else { 100 })
+                    state.run(q.0, &mut *sink, wait_ms)
                 }));
                 let drained = matches!(r, Ok(0));
                 if drained && flag.load(Ordering::Acquire) {
