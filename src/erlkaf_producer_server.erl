@@ -14,7 +14,7 @@
 -record(state, {
     client_id :: atom(),
     res :: reference(),
-    callback :: undefined | {module, module(), 2 | 3} | {function, fun()},
+    callback :: undefined | {function, fun()},
     opts :: map(),
     last_stats = #{} :: map() | binary(),
     stopped = false :: boolean(),
@@ -51,6 +51,10 @@ init({ClientId, Hidden}) ->
     {Props, Opts} = erlkaf_config:reveal(Hidden),
     _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
+    %% Reports arrive in bursts of large messages: kept off the heap until received, a
+    %% backlog is not copied by every garbage collection (which then ran on a dirty
+    %% scheduler, moving every queued report into the heap).
+    process_flag(message_queue_data, off_heap),
     Callback = callback(maps:get(delivery_report_callback, Opts)),
     %% all: every report to the callback; errors: failures only (with their MsgRef);
     %% none: no callback, failures are logged (no MsgRef kept per message).
@@ -97,9 +101,12 @@ callback(F) when is_function(F) ->
     {function, F};
 callback(M) when is_atom(M) ->
     _ = code:ensure_loaded(M),
+    %% An external fun calls straight through its export entry (`M:delivery_report(...)'
+    %% with a variable M looks the function up on every report) and still runs the
+    %% module's current code.
     case erlang:function_exported(M, delivery_report, 3) of
-        true -> {module, M, 3};
-        false -> {module, M, 2}
+        true -> {function, fun M:delivery_report/3};
+        false -> {function, fun M:delivery_report/2}
     end.
 
 handle_call(sync, _From, S) ->
@@ -200,8 +207,6 @@ report(undefined, _Ref, ok, _Msg, _S) ->
 report(Callback, Ref, Status, Msg, S) ->
     try
         case Callback of
-            {module, M, 3} -> M:delivery_report(Ref, Status, Msg);
-            {module, M, 2} -> M:delivery_report(Status, Msg);
             {function, F} when is_function(F, 3) -> F(Ref, Status, Msg);
             {function, F} when is_function(F, 2) -> F(Status, Msg)
         end

@@ -206,7 +206,16 @@ impl<K: Send + Sync + 'static> Shared<K> {
     /// Every `value` slice must point into memory that stays valid and unchanged as long
     /// as `keep` lives.
     pub unsafe fn produce(&self, keep: K, msgs: &[OutMessage<'_>]) -> ProduceOutcome {
-        if msgs.is_empty() {
+        self.produce_with(keep, msgs.len(), |i| msgs[i])
+    }
+
+    /// [`Self::produce`] for `n` messages made one at a time by `msg(i)` (no vector of
+    /// them in between).
+    ///
+    /// # Safety
+    /// As for [`Self::produce`].
+    pub unsafe fn produce_with<'m>(&self, keep: K, n: usize, mut msg: impl FnMut(usize) -> OutMessage<'m>) -> ProduceOutcome {
+        if n == 0 {
             return ProduceOutcome { accepted: 0, error: None };
         }
         let st = self.state.read();
@@ -214,25 +223,26 @@ impl<K: Send + Sync + 'static> Shared<K> {
             (false, Some(n)) => n,
             _ => return ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) },
         };
-        let handle = BatchHandle::new(keep, msgs.len(), self.counters.clone());
+        let handle = BatchHandle::new(keep, n, self.counters.clone());
         let mut last_topic: Option<(&[u8], *mut rd::rd_kafka_topic_t)> = None;
-        for (i, m) in msgs.iter().enumerate() {
+        for i in 0..n {
+            let m = msg(i);
             let rkt = match last_topic {
                 Some((name, rkt)) if name == m.topic => Ok(rkt),
                 _ => native.topic(m.topic),
             };
             let res = rkt.and_then(|rkt| {
                 last_topic = Some((m.topic, rkt));
-                produce_one(native.kafka.ptr(), rkt, m, handle.opaque(i))
+                produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i))
             });
             if let Err(e) = res {
-                for j in i..msgs.len() {
+                for j in i..n {
                     handle.refuse(j);
                 }
                 return ProduceOutcome { accepted: i, error: Some(e) };
             }
         }
-        ProduceOutcome { accepted: msgs.len(), error: None }
+        ProduceOutcome { accepted: n, error: None }
     }
 
     /// Produces one message into this thread's open batch (see [`crate::open`]):
@@ -374,28 +384,30 @@ fn produce_one(
     opaque: *mut std::ffi::c_void,
 ) -> Result<()> {
     use rd::rd_kafka_vtype_t as V;
-    let zero: rd::rd_kafka_vu_s__bindgen_ty_1 = rd::rd_kafka_vu_s__bindgen_ty_1 { _pad: [0; 64] };
-    let mut vus = [rd::rd_kafka_vu_t { vtype: V::RD_KAFKA_VTYPE_END, u: zero }; 7];
+    use rd::rd_kafka_vu_s__bindgen_ty_1 as U;
+    // Only the entries used are written (a zeroed array of seven 72-byte unions cost more
+    // than librdkafka's reading of them).
+    let mut vus = [const { std::mem::MaybeUninit::<rd::rd_kafka_vu_t>::uninit() }; 7];
     let mut n = 0;
-    let mut push = |vtype, u| {
-        vus[n] = rd::rd_kafka_vu_t { vtype, u };
+    let mut push = |vtype, u: U| {
+        vus[n].write(rd::rd_kafka_vu_t { vtype, u });
         n += 1;
     };
-    push(V::RD_KAFKA_VTYPE_RKT, rd::rd_kafka_vu_s__bindgen_ty_1 { rkt });
-    push(V::RD_KAFKA_VTYPE_PARTITION, rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: m.partition });
+    push(V::RD_KAFKA_VTYPE_RKT, U { rkt });
+    push(V::RD_KAFKA_VTYPE_PARTITION, U { i32_: m.partition });
     if let Some(v) = m.value {
         let ptr = if v.is_empty() { EMPTY.as_ptr() } else { v.as_ptr() };
         let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: v.len() };
-        push(V::RD_KAFKA_VTYPE_VALUE, rd::rd_kafka_vu_s__bindgen_ty_1 { mem });
+        push(V::RD_KAFKA_VTYPE_VALUE, U { mem });
     }
     if let Some(k) = m.key {
         let ptr = if k.is_empty() { EMPTY.as_ptr() } else { k.as_ptr() };
         let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: k.len() };
-        push(V::RD_KAFKA_VTYPE_KEY, rd::rd_kafka_vu_s__bindgen_ty_1 { mem });
+        push(V::RD_KAFKA_VTYPE_KEY, U { mem });
     }
-    push(V::RD_KAFKA_VTYPE_OPAQUE, rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque });
+    push(V::RD_KAFKA_VTYPE_OPAQUE, U { ptr: opaque });
     if m.timestamp != 0 {
-        push(V::RD_KAFKA_VTYPE_TIMESTAMP, rd::rd_kafka_vu_s__bindgen_ty_1 { i64_: m.timestamp });
+        push(V::RD_KAFKA_VTYPE_TIMESTAMP, U { i64_: m.timestamp });
     }
     let mut headers: Option<NativeHeaders> = None;
     if !m.headers.is_empty() {
@@ -415,12 +427,12 @@ fn produce_one(
                 return Err(Error::Kafka(ErrorCode::from_raw(e)));
             }
         }
-        push(V::RD_KAFKA_VTYPE_HEADERS, rd::rd_kafka_vu_s__bindgen_ty_1 { headers: h.ptr() });
+        push(V::RD_KAFKA_VTYPE_HEADERS, U { headers: h.ptr() });
         headers = Some(h);
     }
-    // SAFETY: vus holds n valid entries; value memory outlives the report (caller's
-    // contract); everything else is copied by librdkafka.
-    let err = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr(), n) };
+    // SAFETY: the first n entries of vus are written; value memory outlives the report
+    // (caller's contract); everything else is copied by librdkafka.
+    let err = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr() as *const rd::rd_kafka_vu_t, n) };
     // SAFETY: err is null or an error object we own.
     match unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(err) } {
         None => {

@@ -13,7 +13,7 @@
 //! `undefined` (null).
 
 use crate::atoms;
-use crate::keep::Keep;
+use crate::keep::{Keep, Saved};
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Binary, Term, TermType};
 
@@ -61,12 +61,16 @@ pub struct Decoded<'a> {
     pub msg_ref: Option<Term<'a>>,
 }
 
-/// A value put into the batch env: its bytes (valid while the env lives) and, for a
-/// binary, its term there (reports reuse it instead of copying bytes).
-pub type KeptValue = (Option<&'static [u8]>, Option<rustler::sys::ErlNifTerm>);
+/// A message's value put into the batch env: its bytes (valid while the env lives) and
+/// what its report will find there.
+pub struct Kept {
+    pub bytes: Option<&'static [u8]>,
+    pub saved: Saved,
+}
 
+/// Atoms are immediate terms: equal atoms are equal words (no call into the VM).
 fn is_undefined(t: Term) -> bool {
-    t.get_type() == TermType::Atom && t == atoms::undefined().to_term(t.get_env())
+    t.as_c_arg() == atoms::undefined().as_c_arg()
 }
 
 /// Key bytes (librdkafka copies the key, so the caller's env is fine).
@@ -130,19 +134,47 @@ fn value(t: Term) -> Result<Option<Term>, Bad> {
     if is_undefined(t) {
         return Ok(None);
     }
-    if !t.is_binary() && t.get_type() != TermType::List {
+    if !t.is_binary() && !t.is_list() {
         return Err(Bad::Value);
     }
     Ok(Some(t))
 }
 
-/// Puts a decoded value into the batch env (no byte copy for refc binaries).
-pub fn value_in(keep: &Keep, v: Option<Term>) -> Result<KeptValue, Bad> {
-    let Some(t) = v else { return Ok((None, None)) };
-    let is_bin = t.is_binary();
-    let copy = keep.copy_in(t.as_c_arg());
-    let bytes = keep.bytes(copy, is_bin).ok_or(Bad::Value)?;
-    Ok((Some(bytes), if is_bin { Some(copy) } else { None }))
+/// What one message keeps in the batch env: a binary value with its MsgRef becomes one
+/// `{Value, MsgRef}` pair, so that it takes one copy into the env (and one out of it for
+/// the report) instead of two. `value` is what [`message`] decoded.
+pub fn keep_one<'a>(keep: &Keep, env: rustler::Env<'a>, value: Option<Term<'a>>, msg_ref: Option<Term<'a>>) -> Result<Kept, Bad> {
+    match value {
+        Some(v) if v.is_binary() => {
+            let (term, saved) = match msg_ref {
+                Some(r) => {
+                    let pair = keep.copy_in(rustler::types::tuple::make_tuple(env, &[v, r]).as_c_arg());
+                    (keep.elements(pair)[0], Saved::Pair(pair))
+                }
+                None => {
+                    let v = keep.copy_in(v.as_c_arg());
+                    (v, Saved::Value(v))
+                }
+            };
+            Ok(Kept { bytes: Some(keep.bytes(term, true).ok_or(Bad::Value)?), saved })
+        }
+        other => {
+            let bytes = match other {
+                // An iolist: flattened once into the env.
+                Some(l) => Some(keep.bytes(keep.copy_in(l.as_c_arg()), false).ok_or(Bad::Value)?),
+                None => None,
+            };
+            Ok(Kept { bytes, saved: ref_only(keep, env, msg_ref) })
+        }
+    }
+}
+
+/// `{undefined, MsgRef}` in the env (or nothing without a MsgRef).
+pub fn ref_only<'a>(keep: &Keep, env: rustler::Env<'a>, msg_ref: Option<Term<'a>>) -> Saved {
+    match msg_ref {
+        Some(r) => Saved::Pair(keep.copy_in(rustler::types::tuple::make_tuple(env, &[atoms::undefined().to_term(env), r]).as_c_arg())),
+        None => Saved::Nothing,
+    }
 }
 
 fn partition(t: Term) -> Result<i32, Bad> {
@@ -177,6 +209,10 @@ pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'
 /// Decodes one message (see the module doc for the forms).
 pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
     let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0, msg_ref: None };
+    if t.is_binary() {
+        d.value = Some(t);
+        return Ok(d);
+    }
     match t.get_type() {
         TermType::Binary | TermType::List => {
             d.value = value(t)?;

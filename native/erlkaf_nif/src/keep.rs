@@ -21,14 +21,18 @@ unsafe impl Send for EnvPtr {}
 static POOL: parking_lot::Mutex<Vec<EnvPtr>> = parking_lot::const_mutex(Vec::new());
 const POOL_MAX: usize = 4096;
 
-/// Per-message terms saved in the batch env.
+/// Per-message terms saved in the batch env for its report.
 #[derive(Clone, Copy)]
-pub struct Saved {
-    /// The MsgRef given back to the caller (`None` when refs were not asked for).
-    pub msg_ref: Option<ErlNifTerm>,
-    /// The value binary term (`None` when the value is null or was flattened from an
-    /// iolist: the report then copies the bytes librdkafka holds).
-    pub value: Option<ErlNifTerm>,
+pub enum Saved {
+    /// Nothing: no MsgRef, and the report copies the bytes librdkafka holds (null value,
+    /// or an iolist flattened by the env).
+    Nothing,
+    /// The value binary (no MsgRef kept).
+    Value(ErlNifTerm),
+    /// `{ValueOrUndefined, MsgRef}`: one term, so that it is copied into the env once and
+    /// out of it once (a copy costs more than the objects it moves). The value is
+    /// `undefined` when it is not a binary (the report then copies librdkafka's bytes).
+    Pair(ErlNifTerm),
 }
 
 /// Where a batch's reports go.
@@ -45,7 +49,7 @@ pub enum Reply {
 /// order the two).
 struct SavedCell(std::cell::UnsafeCell<Saved>);
 
-const NOTHING: Saved = Saved { msg_ref: None, value: None };
+const NOTHING: Saved = Saved::Nothing;
 
 /// The batch env and what was saved in it.
 pub struct Keep {
@@ -92,7 +96,7 @@ impl Keep {
         *self.saved[i].0.get() = s;
     }
 
-    /// Message `i`'s saved terms (nothing saved: both `None`).
+    /// Message `i`'s saved terms.
     pub fn saved(&self, i: usize) -> Saved {
         // SAFETY: written before the message was produced (see SavedCell).
         self.saved.get(i).map_or(NOTHING, |c| unsafe { *c.0.get() })
@@ -102,6 +106,11 @@ impl Keep {
     pub fn copy_in(&self, term: ErlNifTerm) -> ErlNifTerm {
         // SAFETY: env is live; term is valid in the caller's env for this call.
         unsafe { sys::enif_make_copy(self.env, term) }
+    }
+
+    /// The elements of a tuple that lives in this env (valid while the env lives).
+    pub fn elements(&self, tuple_in_env: ErlNifTerm) -> &[ErlNifTerm] {
+        tuple_elements(self.env, tuple_in_env)
     }
 
     /// The bytes of a binary or iolist term that lives in this env. The slice stays valid
@@ -144,4 +153,16 @@ impl Drop for Keep {
             unsafe { sys::enif_free_env(self.env) }
         }
     }
+}
+
+/// The elements of `tuple` (a tuple term of `env`); empty when it is not a tuple.
+pub fn tuple_elements<'t>(env: *mut ErlNifEnv, tuple: ErlNifTerm) -> &'t [ErlNifTerm] {
+    let mut arity = 0;
+    let mut array: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: valid env and out pointers; the array lives in the env's heap.
+    if unsafe { sys::enif_get_tuple(env, tuple, &mut arity, &mut array) } == 0 || arity == 0 {
+        return &[];
+    }
+    // SAFETY: enif_get_tuple gave `arity` elements at `array`.
+    unsafe { std::slice::from_raw_parts(array, arity as usize) }
 }

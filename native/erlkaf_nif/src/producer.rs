@@ -6,6 +6,7 @@ use crate::decode::{self, Bad};
 use crate::error::{error_tuple, reason};
 use crate::reply::reply_later;
 use crate::keep::{Keep, Reply, Saved};
+use rustler::sys::ErlNifTerm;
 use crate::resource::ProducerRes;
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
@@ -49,7 +50,7 @@ fn producer_create_topic<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, topic:
 #[rustler::nif]
 fn producer_produce<'a>(
     env: Env<'a>,
-    res: ResourceArc<ProducerRes>,
+    res: &ProducerRes,
     topic: Term<'a>,
     messages: Term<'a>,
     reply: Term<'a>,
@@ -59,82 +60,202 @@ fn producer_produce<'a>(
     let sync = reply.get_type() == rustler::TermType::Ref;
     if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
         if tail.is_empty_list() {
-            return Ok(single_reply(env, &res, topic.as_slice(), head, messages, want_refs));
+            return Ok(single_reply(env, res, topic.as_slice(), head, messages, want_refs));
         }
     }
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let r = produce_list(env, res, topic.as_slice(), messages, reply, want_refs, &mut s);
+        s.clear();
+        r
+    })
+}
+
+/// Per-thread buffers of `producer_produce` (a BEAM scheduler is one thread): a call
+/// reuses the memory of the previous one instead of allocating and growing vectors of
+/// up to MAX_PER_CALL entries. They hold raw terms and pointers into the caller's terms,
+/// valid during one call only: cleared before the call returns.
+#[derive(Default)]
+struct Scratch {
+    /// Per message: everything but its headers.
+    msgs: Vec<Pending>,
+    /// Headers of all messages, in order (`Pending::headers` indexes here).
+    headers: Vec<(&'static [u8], Option<&'static [u8]>)>,
+    /// Per message: the list cell it heads (what is returned as the rest from there).
+    tails: Vec<ErlNifTerm>,
+    /// Per message: what its report needs from the batch env (binary value, `{Value,
+    /// MsgRef}` or `undefined`); all go into the env in one tuple.
+    kept: Vec<ErlNifTerm>,
+    /// Per message: its MsgRef (when refs are wanted).
+    refs: Vec<ErlNifTerm>,
+}
+
+struct Pending {
+    partition: i32,
+    key: Option<&'static [u8]>,
+    /// Start and length in `Scratch::headers`.
+    headers: (usize, usize),
+    timestamp: i64,
+    /// The value (binary or iolist); `None` is a null value.
+    value: Option<ErlNifTerm>,
+    is_binary: bool,
+    /// The MsgRef kept for the report.
+    kept_ref: bool,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.msgs.clear();
+        self.headers.clear();
+        self.tails.clear();
+        self.kept.clear();
+        self.refs.clear();
+    }
+}
+
+thread_local!(static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default()));
+
+/// Erases the lifetime of a borrow of the caller's terms, for the scratch (cleared
+/// before the call returns, while the terms are still alive).
+fn unbound(b: &[u8]) -> &'static [u8] {
+    // SAFETY: see above.
+    unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) }
+}
+
+fn tuple(env: Env, elems: &[ErlNifTerm]) -> ErlNifTerm {
+    // SAFETY: live env; the elements are terms of this env.
+    unsafe { rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), elems.as_ptr(), elems.len() as u32) }
+}
+
+fn produce_list<'a>(
+    env: Env<'a>,
+    res: &ProducerRes,
+    topic: &[u8],
+    messages: Term<'a>,
+    reply: Term<'a>,
+    want_refs: bool,
+    s: &mut Scratch,
+) -> NifResult<Term<'a>> {
     let started = Instant::now();
     let mut keep = Keep::new();
+    let sync = reply.get_type() == rustler::TermType::Ref;
     if sync {
         keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
     }
+    // Reports need the MsgRefs only with a callback (or a sync waiter).
+    let save_refs = want_refs && (res.keep_refs || sync);
+    let undefined = atoms::undefined().as_c_arg();
     // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail.
-    let mut decoded: SmallVec<[(decode::Decoded, decode::KeptValue); 2]> = SmallVec::new();
-    let mut tails: SmallVec<[Term<'a>; 2]> = SmallVec::new();
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
-    while decoded.len() < MAX_PER_CALL {
+    while s.msgs.len() < MAX_PER_CALL {
         let Ok((head, tail)) = rest.list_get_cell() else { break };
-        match decode::message(head).and_then(|d| Ok((decode::value_in(&keep, d.value)?, d))) {
-            Ok((kept, d)) => {
-                tails.push(rest);
-                decoded.push((d, kept));
-                rest = tail;
-            }
+        let d = match decode::message(head) {
+            Ok(d) => d,
             Err(b) => {
                 bad = Some(b);
                 break;
             }
-        }
-        if decoded.len() % 64 == 0 && started.elapsed() > TIME_SLICE {
+        };
+        let msg_ref = want_refs.then(|| d.msg_ref.unwrap_or_else(|| env.make_ref().into()).as_c_arg());
+        let value = d.value.map(|v| v.as_c_arg());
+        let is_binary = d.value.is_some_and(|v| v.is_binary());
+        let kept_ref = msg_ref.filter(|_| save_refs);
+        s.kept.push(match (value, kept_ref) {
+            (Some(v), None) if is_binary => v,
+            (Some(v), Some(r)) if is_binary => tuple(env, &[v, r]),
+            (_, Some(r)) => tuple(env, &[undefined, r]),
+            (_, None) => undefined,
+        });
+        let start = s.headers.len();
+        s.headers.extend(d.headers.iter().map(|(k, v)| (unbound(k.as_slice()), v.as_ref().map(|v| unbound(v.as_slice())))));
+        s.msgs.push(Pending {
+            partition: d.partition,
+            key: d.key.as_ref().map(|k| unbound(k.as_slice())),
+            headers: (start, s.headers.len() - start),
+            timestamp: d.timestamp,
+            value,
+            is_binary,
+            kept_ref: kept_ref.is_some(),
+        });
+        s.refs.extend(msg_ref);
+        s.tails.push(rest.as_c_arg());
+        rest = tail;
+        if s.msgs.len() % 64 == 0 && started.elapsed() > TIME_SLICE {
             break;
         }
     }
-    if bad.is_none() && decoded.len() < MAX_PER_CALL && !rest.is_list() {
+    if bad.is_none() && s.msgs.len() < MAX_PER_CALL && !rest.is_list() {
         return Err(rustler::Error::BadArg); // improper list
     }
-    // Refs are made in the caller's env; the batch env gets a copy only when reports
-    // will need it (a sync reply always does).
-    let refs: SmallVec<[Term<'a>; 2]> =
-        if want_refs { decoded.iter().map(|(d, _)| d.msg_ref.unwrap_or_else(|| env.make_ref().into())).collect() } else { SmallVec::new() };
-    let save_refs = want_refs && (res.keep_refs || matches!(keep.reply, Reply::Sync(_)));
-    let saved: SmallVec<[Saved; 2]> = decoded
-        .iter()
-        .enumerate()
-        .map(|(i, (_, (_, term)))| Saved { msg_ref: save_refs.then(|| keep.copy_in(refs[i].as_c_arg())), value: *term })
-        .collect();
-    keep.set_saved(saved.into_iter());
-    let headers: SmallVec<[Vec<(&[u8], Option<&[u8]>)>; 2]> =
-        decoded.iter().map(|(d, _)| header_slices(d).collect()).collect();
+    // What the reports need goes into the batch env in one copy (a copy's fixed cost is
+    // larger than the few words each message adds to it).
+    let mut values: Vec<Option<&'static [u8]>> = Vec::with_capacity(s.msgs.len());
+    if !s.msgs.is_empty() {
+        let all = keep.copy_in(tuple(env, &s.kept));
+        let kept = keep.elements(all);
+        let mut saved = Vec::with_capacity(s.msgs.len());
+        for (i, m) in s.msgs.iter().enumerate() {
+            let k = kept[i];
+            let (bytes, this) = match (m.value, m.is_binary, m.kept_ref) {
+                (Some(_), true, false) => (keep.bytes(k, true), Saved::Value(k)),
+                (Some(_), true, true) => (keep.bytes(keep.elements(k)[0], true), Saved::Pair(k)),
+                // An iolist: flattened once into the env (copied there first).
+                (Some(v), false, r) => (keep.bytes(keep.copy_in(v), false), if r { Saved::Pair(k) } else { Saved::Nothing }),
+                (None, _, true) => (None, Saved::Pair(k)),
+                (None, _, false) => (None, Saved::Nothing),
+            };
+            if m.value.is_some() && bytes.is_none() {
+                // Not iodata after all (an iolist is checked when it is flattened): refused
+                // like any bad message, with what came before it produced.
+                bad = Some(Bad::Value);
+                // SAFETY: a list cell of the caller's term, alive during the call.
+                rest = unsafe { Term::new(env, s.tails[i]) };
+                break;
+            }
+            values.push(bytes);
+            saved.push(this);
+        }
+        keep.set_saved(saved.into_iter());
+    }
+    let n = values.len();
     // One clock read for the batch: librdkafka would read the wall clock for every
     // message without a timestamp (a tenth of the NIF's time in a profile).
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let out: SmallVec<[OutMessage; 2]> = decoded
-        .iter()
-        .zip(&headers)
-        .map(|((d, (bytes, _)), h)| {
-            let m = out_message(topic.as_slice(), d, *bytes, h);
-            OutMessage { timestamp: if m.timestamp == 0 { now_ms } else { m.timestamp }, ..m }
+    let (msgs, headers) = (&s.msgs, &s.headers);
+    // SAFETY: every value slice points into `keep`'s env, which the batch keeps alive
+    // until the last report.
+    let outcome = unsafe {
+        res.producer.shared().produce_with(keep, n, |i| {
+            let m = &msgs[i];
+            OutMessage {
+                topic,
+                partition: m.partition,
+                key: m.key,
+                value: values[i],
+                headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
+                timestamp: if m.timestamp == 0 { now_ms } else { m.timestamp },
+            }
         })
-        .collect();
-    let n = out.len();
-    // SAFETY: every value slice points into `keep`'s env (decode::value), which the batch
-    // keeps alive until the last report.
-    let outcome = if n == 0 { None } else { Some(unsafe { res.producer.shared().produce(keep, &out) }) };
+    };
     let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
-    let ref_list = |k: usize| refs[..k].encode(env);
-    let refs_out = |k: usize| if want_refs { ref_list(k) } else { k.encode(env) };
-    match (outcome, bad) {
-        (Some(o), _) if o.error.is_some() => {
-            let e = o.error.unwrap();
-            let rest_at = tails[o.accepted];
-            Ok((atoms::error(), reason(env, &e), refs_out(o.accepted), rest_at).encode(env))
+    let refs_out = |k: usize| -> Term<'a> {
+        if want_refs {
+            // SAFETY: live env; the refs are terms of this env.
+            unsafe { Term::new(env, rustler::sys::enif_make_list_from_array(env.as_c_arg(), s.refs.as_ptr(), k as u32)) }
+        } else {
+            k.encode(env)
         }
-        (_, Some(b)) => {
-            let accepted = n;
-            Ok((atoms::error(), (atoms::badarg(), b.atom()), refs_out(accepted), rest).encode(env))
+    };
+    match (outcome.error, bad) {
+        (Some(e), _) => {
+            // SAFETY: a list cell of the caller's term.
+            let rest_at = unsafe { Term::new(env, s.tails[outcome.accepted]) };
+            Ok((atoms::error(), reason(env, &e), refs_out(outcome.accepted), rest_at).encode(env))
         }
-        (_, None) if rest.is_empty_list() => Ok((atoms::ok(), refs_out(n)).encode(env)),
+        (None, Some(b)) => Ok((atoms::error(), (atoms::badarg(), b.atom()), refs_out(n), rest).encode(env)),
+        (None, None) if rest.is_empty_list() => Ok((atoms::ok(), refs_out(n)).encode(env)),
         _ => Ok((atoms::more(), refs_out(n), rest).encode(env)),
     }
 }
@@ -157,19 +278,6 @@ fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a
     }
 }
 
-fn header_slices<'d, 'a>(d: &'d decode::Decoded<'a>) -> impl Iterator<Item = (&'d [u8], Option<&'d [u8]>)> + use<'d, 'a> {
-    d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice())))
-}
-
-fn out_message<'m>(
-    topic: &'m [u8],
-    d: &'m decode::Decoded,
-    value: Option<&'static [u8]>,
-    headers: &'m [(&'m [u8], Option<&'m [u8]>)],
-) -> OutMessage<'m> {
-    OutMessage { topic, partition: d.partition, key: d.key.as_ref().map(|k| k.as_slice()), value, headers, timestamp: d.timestamp }
-}
-
 /// `(Res, Topic, Partition, Key, Value, Headers, Timestamp) -> {ok, MsgRef} | Error`:
 /// `produce/4..7` in one call with nothing to build or take apart. Any failure (bad
 /// argument, queue full, stopped...) answers `retry`: the caller then takes the general
@@ -178,7 +286,7 @@ fn out_message<'m>(
 #[allow(clippy::too_many_arguments)]
 fn producer_send<'a>(
     env: Env<'a>,
-    res: ResourceArc<ProducerRes>,
+    res: &ProducerRes,
     topic: rustler::Binary<'a>,
     partition: Term<'a>,
     key: Term<'a>,
@@ -187,7 +295,7 @@ fn producer_send<'a>(
     timestamp: Term<'a>,
 ) -> Term<'a> {
     match decode::fields(partition, key, value, headers, timestamp) {
-        Ok(d) => match produce_single(env, &res, topic.as_slice(), d, true) {
+        Ok(d) => match produce_single(env, res, topic.as_slice(), d, true) {
             (Ok(()), Some(r)) => (atoms::ok(), r).encode(env),
             _ => atoms::retry().encode(env),
         },
@@ -206,16 +314,18 @@ fn produce_single<'a>(
     want_ref: bool,
 ) -> (Result<(), OpenError<Bad>>, Option<Term<'a>>) {
     let msg_ref: Option<Term<'a>> = want_ref.then(|| env.make_ref().into());
-    let save_ref = want_ref && res.keep_refs;
-    let headers: SmallVec<[(&[u8], Option<&[u8]>); 4]> = header_slices(&d).collect();
-    let out = out_message(topic, &d, None, &headers);
+    let kept_ref = msg_ref.filter(|_| res.keep_refs);
+    let headers: SmallVec<[(&[u8], Option<&[u8]>); 4]> =
+        d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect();
+    let key = d.key.as_ref().map(|k| k.as_slice());
+    let out = OutMessage { topic, partition: d.partition, key, value: None, headers: &headers, timestamp: d.timestamp };
     // SAFETY: the value returned by the fill closure points into the open batch's env,
     // which the ledger keeps until the message's report.
     let r = unsafe {
         res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
-            let (bytes, term) = decode::value_in(keep, d.value)?;
-            keep.save(i, Saved { msg_ref: msg_ref.filter(|_| save_ref).map(|r| keep.copy_in(r.as_c_arg())), value: term });
-            Ok(bytes)
+            let kept = decode::keep_one(keep, env, d.value, kept_ref)?;
+            keep.save(i, kept.saved);
+            Ok(kept.bytes)
         })
     };
     (r, msg_ref)

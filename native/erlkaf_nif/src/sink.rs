@@ -55,11 +55,23 @@ fn saved<'a>(env: Env<'a>, term: rustler::sys::ErlNifTerm) -> Term<'a> {
     unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), term)) }
 }
 
-/// The value of a reported message: the saved term (no copy) or librdkafka's bytes.
-fn report_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> Term<'a> {
+/// The MsgRef (or `undefined`) and value of a reported message: the terms saved in the
+/// batch env (copied in one go: a binary copy only bumps its refcount) or, for a value
+/// that was not a binary, librdkafka's bytes.
+fn ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, Term<'a>) {
+    let undefined = atoms::undefined().encode(env);
+    let payload = || opt_binary(env, d.message.payload());
     match d.batch.keep().saved(d.index) {
-        Saved { value: Some(v), .. } => saved(env, v),
-        _ => opt_binary(env, d.message.payload()),
+        Saved::Nothing => (undefined, payload()),
+        Saved::Value(v) => (undefined, saved(env, v)),
+        Saved::Pair(p) => match crate::keep::tuple_elements(env.as_c_arg(), saved(env, p).as_c_arg()) {
+            // SAFETY: elements of a tuple of this env.
+            &[v, r] => unsafe {
+                let v = Term::new(env, v);
+                (Term::new(env, r), if v.is_binary() { v } else { payload() })
+            },
+            _ => (undefined, payload()),
+        },
     }
 }
 
@@ -139,64 +151,68 @@ impl<'a> erlkaf_core::json::Build for TermBuilder<'a> {
     }
 }
 
+/// Reports per `{erlkaf_dr, Reports}` message at most.
+const REPORTS_PER_MESSAGE: usize = 256;
+
+/// The report terms of `reports` (successes left out in errors-only mode).
+fn report_terms<'a>(env: Env<'a>, reports: &[Delivery<'_, Keep>], mode: ReportMode) -> Vec<Term<'a>> {
+    let mut items: Vec<Term> = Vec::with_capacity(reports.len());
+    // Consecutive reports usually share a topic: build its binary once (compared by
+    // handle: reading the name costs a call and a strlen per report).
+    let mut topic: Option<(*const (), Term)> = None;
+    for d in reports {
+        let err = d.error();
+        let keep = d.batch.keep();
+        match keep.reply {
+            Reply::Sync(alias) => {
+                let result = if err.is_ok() {
+                    (atoms::ok(), d.message.partition(), d.message.offset()).encode(env)
+                } else {
+                    (atoms::error(), code_atom(env, err)).encode(env)
+                };
+                let alias = saved(env, alias);
+                items.push((atoms::erlkaf_sync(), alias, result).encode(env));
+            }
+            Reply::Owner => {
+                if err.is_ok() && mode == ReportMode::Errors {
+                    continue;
+                }
+                let rkt = d.message.raw().rkt as *const ();
+                let t = match topic {
+                    Some((k, t)) if k == rkt => t,
+                    _ => {
+                        let t = binary(env, d.message.topic());
+                        topic = Some((rkt, t));
+                        t
+                    }
+                };
+                let status = if err.is_ok() { atoms::ok().encode(env) } else { (atoms::error(), code_atom(env, err)).encode(env) };
+                let (msg_ref, value) = ref_and_value(env, d);
+                let msg = erlkaf_msg(env, &d.message, t, value);
+                items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, msg]));
+            }
+        }
+    }
+    items
+}
+
 impl Sink<Keep> for NifSink {
     fn deliveries(&mut self, reports: &[Delivery<'_, Keep>]) {
         let mode = self.mode;
-        // Nothing the producer process wants in this round (successes, errors-only mode):
-        // no message at all.
+        // What the producer process wants (not successes in errors-only mode).
         let wanted = |d: &Delivery<'_, Keep>| {
             mode == ReportMode::All || !d.error().is_ok() || matches!(d.batch.keep().reply, Reply::Sync(_))
         };
-        if !reports.iter().any(wanted) {
-            return;
-        }
         let owner = self.owner;
-        let _ = self.env.send_and_clear(&owner, |env| {
-            let mut items: Vec<Term> = Vec::with_capacity(reports.len());
-            // Consecutive reports usually share a topic: build its binary once.
-            let mut topic: Option<(&[u8], Term)> = None;
-            for d in reports {
-                let err = d.error();
-                let keep = d.batch.keep();
-                let msg_ref = match keep.saved(d.index) {
-                    Saved { msg_ref: Some(r), .. } => saved(env, r),
-                    _ => atoms::undefined().encode(env),
-                };
-                match keep.reply {
-                    Reply::Sync(alias) => {
-                        let result = if err.is_ok() {
-                            (atoms::ok(), d.message.partition(), d.message.offset()).encode(env)
-                        } else {
-                            (atoms::error(), code_atom(env, err)).encode(env)
-                        };
-                        let alias = saved(env, alias);
-                        items.push((atoms::erlkaf_sync(), alias, result).encode(env));
-                    }
-                    Reply::Owner => {
-                        if err.is_ok() && mode == ReportMode::Errors {
-                            continue;
-                        }
-                        let name = d.message.topic();
-                        let t = match topic {
-                            Some((n, t)) if n == name => t,
-                            _ => {
-                                let t = binary(env, name);
-                                topic = Some((name, t));
-                                t
-                            }
-                        };
-                        let status = if err.is_ok() {
-                            atoms::ok().encode(env)
-                        } else {
-                            (atoms::error(), code_atom(env, err)).encode(env)
-                        };
-                        let msg = erlkaf_msg(env, &d.message, t, report_value(env, d));
-                        items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, msg]));
-                    }
-                }
+        // Nothing wanted in a chunk: no message for it. Bounded messages: a round can hold thousands of reports, and one huge message
+        // costs more than a few large ones (its heap is many fragments, and a receiver
+        // whose heap passes ~1 MB is garbage collected on a dirty scheduler).
+        for chunk in reports.chunks(REPORTS_PER_MESSAGE) {
+            if !chunk.iter().any(wanted) {
+                continue;
             }
-            (atoms::erlkaf_dr(), items)
-        });
+            let _ = self.env.send_and_clear(&owner, |env| (atoms::erlkaf_dr(), report_terms(env, chunk, mode)));
+        }
     }
 
     fn event(&mut self, event: ClientEvent<'_>) {
