@@ -22,6 +22,7 @@ scenario(Name, Args, BenchArgs) ->
         {latency, [N]} -> latency(Ctx, N);
         {produce_callback, [N, Size]} -> produce_callback(Ctx, N, Size);
         {produce_batch, [N, Size]} -> produce_batch(Ctx, N, Size);
+        {produce_scaling, [N, Procs]} -> produce_scaling(Ctx, N, Procs);
         {memory, [N]} -> memory(Ctx, N);
         {consumer_memory, [N]} -> consumer_memory(Ctx, N);
         {consume, [N]} -> consume(Ctx, N)

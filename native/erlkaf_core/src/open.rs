@@ -13,7 +13,9 @@
 //! ~100 ms of a batch opening), and at teardown.
 //!
 //! Shards are picked by a per-thread index: a BEAM scheduler is one OS thread, so a
-//! shard's mutex is almost never contended.
+//! shard's mutex is almost never contended. A shard also remembers the last topic its
+//! thread produced to (name and handle), so that a produce call touches no lock or
+//! counter that another thread writes.
 
 use crate::ledger::{BatchHandle, Counters};
 use parking_lot::Mutex;
@@ -45,8 +47,16 @@ impl<K: Send + Sync> Open<K> {
     }
 }
 
+/// A shard's state: its open batch and its topic cache.
+struct ShardState<K> {
+    open: Option<Open<K>>,
+    /// The last topic produced to from this shard and its handle (an address the owner
+    /// keeps valid until [`OpenBatches::close_all`]).
+    topic: Option<(Box<[u8]>, usize)>,
+}
+
 #[repr(align(64))]
-struct Shard<K>(Mutex<Option<Open<K>>>);
+struct Shard<K>(Mutex<ShardState<K>>);
 
 /// The open batches of one producer.
 pub struct OpenBatches<K> {
@@ -71,18 +81,33 @@ pub enum SlotUse<R> {
 impl<K: Send + Sync> OpenBatches<K> {
     /// No open batch yet; batches count in `counters`.
     pub fn new(counters: Arc<Counters>) -> Self {
-        OpenBatches { shards: (0..SHARDS).map(|_| Shard(Mutex::new(None))).collect(), counters }
+        OpenBatches { shards: (0..SHARDS).map(|_| Shard(Mutex::new(ShardState { open: None, topic: None }))).collect(), counters }
     }
 
     /// Runs `f` with the keep, index and librdkafka opaque of the next slot of this
-    /// thread's open batch (opened with `make_keep` when there is none).
-    pub fn with_slot<R>(
+    /// thread's open batch (opened with `make_keep` when there is none), and the topic
+    /// handle returned by `topic(cached)`, where `cached` is the shard's handle for
+    /// `name` if it has one. Everything runs under the shard's lock, which
+    /// [`Self::close_all`] takes too: what the caller checks in `topic` (first) holds
+    /// until `f` returns.
+    pub fn with_slot<R, E>(
         &self,
+        name: &[u8],
+        topic: impl FnOnce(Option<usize>) -> Result<usize, E>,
         make_keep: impl FnOnce() -> K,
-        f: impl FnOnce(&K, usize, *mut std::ffi::c_void) -> SlotUse<R>,
-    ) -> R {
-        let mut shard = self.shards[shard_index()].0.lock();
-        let open = shard.get_or_insert_with(|| Open {
+        f: impl FnOnce(usize, &K, usize, *mut std::ffi::c_void) -> SlotUse<R>,
+    ) -> Result<R, E> {
+        let mut guard = self.shards[shard_index()].0.lock();
+        let shard = &mut *guard;
+        let cached = match &shard.topic {
+            Some((n, t)) if &**n == name => Some(*t),
+            _ => None,
+        };
+        let rkt = topic(cached)?;
+        if cached.is_none() {
+            shard.topic = Some((name.into(), rkt));
+        }
+        let open = shard.open.get_or_insert_with(|| Open {
             handle: BatchHandle::new(make_keep(), CAPACITY, self.counters.clone()),
             used: 0,
             bytes: 0,
@@ -91,7 +116,7 @@ impl<K: Send + Sync> OpenBatches<K> {
         let i = open.used;
         open.used += 1;
         open.touched = true;
-        let r = match f(open.handle.batch().keep(), i, open.handle.opaque(i)) {
+        let r = match f(rkt, open.handle.batch().keep(), i, open.handle.opaque(i)) {
             SlotUse::Produced(r, bytes) => {
                 open.bytes += bytes;
                 r
@@ -102,9 +127,9 @@ impl<K: Send + Sync> OpenBatches<K> {
             }
         };
         if open.used == CAPACITY || open.bytes >= MAX_BYTES {
-            shard.take().expect("open batch").close();
+            shard.open.take().expect("open batch").close();
         }
-        r
+        Ok(r)
     }
 
     /// Closes open batches not used since the previous call (called by the pump).
@@ -117,22 +142,26 @@ impl<K: Send + Sync> OpenBatches<K> {
                 left = true;
                 continue;
             };
-            match guard.as_mut() {
+            match guard.open.as_mut() {
                 Some(open) if open.touched => {
                     open.touched = false;
                     left = true;
                 }
-                Some(_) => guard.take().expect("open batch").close(),
+                Some(_) => guard.open.take().expect("open batch").close(),
                 None => {}
             }
         }
         left
     }
 
-    /// Closes every open batch (teardown, once no produce call can run).
+    /// Closes every open batch and forgets the cached topics (teardown). Each shard's
+    /// lock is taken once: a [`Self::with_slot`] running meanwhile finishes first, and one
+    /// starting later sees whatever the caller changed before this call.
     pub fn close_all(&self) {
         for shard in self.shards.iter() {
-            if let Some(open) = shard.0.lock().take() {
+            let mut guard = shard.0.lock();
+            guard.topic = None;
+            if let Some(open) = guard.open.take() {
                 open.close();
             }
         }
@@ -142,7 +171,7 @@ impl<K: Send + Sync> OpenBatches<K> {
 impl<K> Drop for OpenBatches<K> {
     fn drop(&mut self) {
         // Teardown closes them; a batch still open here would never be freed.
-        debug_assert!(self.shards.iter().all(|s| s.0.lock().is_none()), "open batch left at drop");
+        debug_assert!(self.shards.iter().all(|s| s.0.lock().open.is_none()), "open batch left at drop");
     }
 }
 
@@ -153,9 +182,12 @@ mod tests {
 
     fn slot(ob: &OpenBatches<Keep>, freed: &Arc<AtomicUsize>, produced: bool, bytes: usize) -> (usize, usize) {
         ob.with_slot(
+            b"t",
+            |_| Ok::<usize, ()>(1),
             || Keep(freed.clone()),
-            |_, i, opaque| if produced { SlotUse::Produced((i, opaque as usize), bytes) } else { SlotUse::Unused((i, 0)) },
+            |_, _, i, opaque| if produced { SlotUse::Produced((i, opaque as usize), bytes) } else { SlotUse::Unused((i, 0)) },
         )
+        .unwrap()
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ffi::CString;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ pub struct ShutdownReport {
 /// The part of a producer that produce calls use from any thread.
 pub struct Shared<K> {
     state: RwLock<State>,
+    /// Set when teardown starts, before the open batches are closed: read by
+    /// [`Shared::produce_open`] under its shard's lock instead of taking `state`.
+    closing: AtomicBool,
     counters: Arc<Counters>,
     open: Arc<OpenBatches<K>>,
     _keep: PhantomData<fn() -> K>,
@@ -139,6 +143,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
         let native = Native { topics: RwLock::new(HashMap::default()), queue, kafka };
         let shared = Arc::new(Shared {
             state: RwLock::new(State { closed: false, native: Some(native) }),
+            closing: AtomicBool::new(false),
             counters,
             open,
             _keep: PhantomData,
@@ -173,6 +178,9 @@ impl<K: Send + Sync + 'static> Drop for Producer<K> {
 fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_timeout: Duration) -> ShutdownReport {
     // No produce call runs past this point (they hold the read lock while producing).
     shared.state.write().closed = true;
+    // No produce_open runs past this point either: it checks `closing` under its shard's
+    // lock, which close_all takes.
+    shared.closing.store(true, Ordering::Release);
     shared.open.close_all();
     let mut report = ShutdownReport { flushed: shared.flush(flush_timeout).is_ok(), ..Default::default() };
     if !report.flushed {
@@ -257,22 +265,41 @@ impl<K: Send + Sync + 'static> Shared<K> {
         make_keep: impl FnOnce() -> K,
         fill: impl FnOnce(&K, usize) -> std::result::Result<Option<&'static [u8]>, E>,
     ) -> std::result::Result<(), OpenError<E>> {
-        let st = self.state.read();
-        let native = match (&st.closed, &st.native) {
-            (false, Some(n)) => n,
-            _ => return Err(OpenError::Kafka(Error::ClientStopped)),
-        };
-        let rkt = native.topic(msg.topic).map_err(OpenError::Kafka)?;
-        self.open.with_slot(make_keep, |keep, i, opaque| match fill(keep, i) {
-            Err(e) => SlotUse::Unused(Err(OpenError::Fill(e))),
-            Ok(value) => {
-                let m = OutMessage { value, ..*msg };
-                match produce_one(native.kafka.ptr(), rkt, &m, opaque) {
-                    Ok(()) => SlotUse::Produced(Ok(()), value.map_or(0, |v| v.len())),
-                    Err(e) => SlotUse::Unused(Err(OpenError::Kafka(e))),
+        // No state lock: a produce call on every scheduler would make its count bounce
+        // between cores. The shard's lock orders this call with teardown (see `closing`).
+        // SAFETY (both derefs below): not closing, and teardown cannot pass close_all
+        // (it releases the native client later) while this shard's lock is held, so the
+        // data behind the state lock is not modified meanwhile.
+        let native = || unsafe { (*self.state.data_ptr()).native.as_ref() }.ok_or(OpenError::Kafka(Error::ClientStopped));
+        let r = self.open.with_slot(
+            msg.topic,
+            |cached| {
+                if self.closing.load(Ordering::Acquire) {
+                    return Err(OpenError::Kafka(Error::ClientStopped));
                 }
-            }
-        })
+                match cached {
+                    Some(t) => Ok(t),
+                    None => native()?.topic(msg.topic).map(|t| t as usize).map_err(OpenError::Kafka),
+                }
+            },
+            make_keep,
+            |rkt, keep, i, opaque| {
+                let Ok(native) = native() else {
+                    return SlotUse::Unused(Err(OpenError::Kafka(Error::ClientStopped)));
+                };
+                match fill(keep, i) {
+                    Err(e) => SlotUse::Unused(Err(OpenError::Fill(e))),
+                    Ok(value) => {
+                        let m = OutMessage { value, ..*msg };
+                        match produce_one(native.kafka.ptr(), rkt as *mut rd::rd_kafka_topic_t, &m, opaque) {
+                            Ok(()) => SlotUse::Produced(Ok(()), value.map_or(0, |v| v.len())),
+                            Err(e) => SlotUse::Unused(Err(OpenError::Kafka(e))),
+                        }
+                    }
+                }
+            },
+        );
+        r.and_then(|r| r)
     }
 
     /// Creates a topic handle with its own configuration. `Error::TopicExists` when a
