@@ -1,22 +1,24 @@
 %%% @doc The client registry: `ClientId -> native resource, process, options'.
 %%%
-%%% An ETS table is the record (atomic `insert_new' decides who owns an id); each entry
-%%% is mirrored in `persistent_term', which the produce path reads: a lookup there copies
-%%% nothing (an ETS lookup copies the entry to the caller's heap, a sixth of the cost of a
-%%% `produce/4'). Clients are created and stopped rarely, which is what `persistent_term'
-%%% is made for.
+%%% An ETS table is the record (atomic `insert_new' decides who owns an id); it is
+%%% mirrored as one map `ClientId => Entry' in `persistent_term', which the produce path
+%%% reads: a lookup there copies nothing (an ETS lookup copies the entry to the caller's
+%%% heap, a sixth of the cost of a `produce/4'), and its key is an atom (a tuple key is
+%%% hashed on every lookup: twice the time). Clients are created and stopped rarely,
+%%% which is what `persistent_term' is made for; the mirror is rebuilt from the table
+%%% under a lock, so concurrent changes cannot undo each other.
 -module(erlkaf_registry).
 
 -export([create_table/0, register/4, unregister/1, lookup/1, clients/0]).
 
 -define(TABLE, erlkaf_clients).
--define(KEY(ClientId), {?MODULE, ClientId}).
+-define(MIRROR, erlkaf_registry).
 
 %% @doc Creates the table (owned by the calling process: `erlkaf_sup').
 -spec create_table() -> ok.
 create_table() ->
-    %% Mirrors left by clients killed with an earlier incarnation of the application.
-    _ = [persistent_term:erase(K) || {?KEY(_) = K, _} <- persistent_term:get()],
+    %% A mirror left by clients killed with an earlier incarnation of the application.
+    _ = persistent_term:erase(?MIRROR),
     ?TABLE = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
     ok.
 
@@ -28,13 +30,13 @@ register(ClientId, Type, Resource, Info) ->
     Entry = {ClientId, Type, Resource, self(), Info},
     case ets:insert_new(?TABLE, Entry) of
         true ->
-            persistent_term:put(?KEY(ClientId), Entry);
+            mirror();
         false ->
             case ets:lookup(?TABLE, ClientId) of
                 [{_, _, _, Old, _}] when Old =/= self() ->
                     case is_process_alive(Old) of
                         true -> {error, already_exists};
-                        false -> ets:insert(?TABLE, Entry), persistent_term:put(?KEY(ClientId), Entry)
+                        false -> ets:insert(?TABLE, Entry), mirror()
                     end;
                 _ ->
                     {error, already_exists}
@@ -44,16 +46,27 @@ register(ClientId, Type, Resource, Info) ->
 -spec unregister(term()) -> ok.
 unregister(ClientId) ->
     ets:delete(?TABLE, ClientId),
-    _ = persistent_term:erase(?KEY(ClientId)),
-    ok.
+    mirror().
 
 %% @doc The client's type, resource, process and options.
 -spec lookup(term()) -> {ok, producer | consumer, reference(), pid(), map()} | {error, undefined_client}.
 lookup(ClientId) ->
-    case persistent_term:get(?KEY(ClientId), undefined) of
-        {_, Type, Res, Pid, Info} -> {ok, Type, Res, Pid, Info};
-        undefined -> {error, undefined_client}
+    case persistent_term:get(?MIRROR, #{}) of
+        #{ClientId := {_, Type, Res, Pid, Info}} -> {ok, Type, Res, Pid, Info};
+        _ -> {error, undefined_client}
     end.
+
+%% The table as a map in `persistent_term' (the lock orders concurrent rebuilds: each
+%% reads the table after the previous one wrote the mirror).
+mirror() ->
+    global:trans({?MODULE, self()}, fun() ->
+        Map = maps:from_list([{Id, E} || {Id, _, _, _, _} = E <- ets:tab2list(?TABLE)]),
+        case map_size(Map) of
+            0 -> _ = persistent_term:erase(?MIRROR);
+            _ -> persistent_term:put(?MIRROR, Map)
+        end,
+        ok
+    end, [node()]).
 
 %% @doc All registered client ids.
 -spec clients() -> [term()].

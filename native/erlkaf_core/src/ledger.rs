@@ -188,6 +188,61 @@ unsafe fn release_slot<K>(opaque: *mut std::ffi::c_void) -> bool {
     true
 }
 
+/// Releases of reported slots counted together: the pump releases every message of a
+/// round through one of these, and the counters are updated once per round (dropped or
+/// [`Self::count`]) instead of twice per message.
+#[derive(Default)]
+pub struct Releases {
+    counters: Option<Arc<Counters>>,
+    batches: i64,
+    messages: i64,
+}
+
+impl Releases {
+    /// [`release_reported`], counted later.
+    ///
+    /// # Safety
+    /// As for [`release_reported`].
+    pub unsafe fn release<K>(&mut self, opaque: *mut std::ffi::c_void) -> bool {
+        let slot = &*(opaque as *const Slot<K>);
+        let batch = &*slot.batch;
+        if slot.released.swap(true, Ordering::AcqRel) {
+            batch.counters.double_releases.fetch_add(1, Ordering::Relaxed);
+            global().double_releases.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match &self.counters {
+            Some(c) if Arc::ptr_eq(c, &batch.counters) => {}
+            _ => {
+                self.count();
+                self.counters = Some(batch.counters.clone());
+            }
+        }
+        self.messages += 1;
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.batches += 1;
+            drop(Arc::from_raw(slot.batch));
+        }
+        true
+    }
+
+    /// Adds what was released so far to the counters.
+    pub fn count(&mut self) {
+        if let Some(c) = &self.counters {
+            c.released.add(self.batches, self.messages);
+            global().released.add(self.batches, self.messages);
+        }
+        self.batches = 0;
+        self.messages = 0;
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        self.count();
+    }
+}
+
 /// A view of the message behind an opaque: its batch and index.
 ///
 /// # Safety
@@ -265,5 +320,27 @@ mod tests {
         assert_eq!((b.len(), i), (3, 2));
         for i in 0..3 { h.refuse(i) }
         assert_eq!(freed.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn releases_count_once_dropped_and_refuse_doubles() {
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (Arc::new(Counters::default()), Arc::new(Counters::default()));
+        let ha = BatchHandle::new(Keep(freed.clone()), 2, a.clone());
+        let hb = BatchHandle::new(Keep(freed.clone()), 1, b.clone());
+        let (a0, a1, b0) = (ha.opaque(0), ha.opaque(1), hb.opaque(0));
+        let mut r = Releases::default();
+        unsafe {
+            assert!(r.release::<Keep>(a0));
+            assert!(!r.release::<Keep>(a0));
+            assert!(r.release::<Keep>(b0)); // another client's counters: a's are counted
+        }
+        assert_eq!((a.outstanding(), a.double_releases.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!((b.outstanding(), b.live_batches()), (1, 1)); // not counted yet
+        assert_eq!(freed.load(Ordering::SeqCst), 1);
+        unsafe { assert!(r.release::<Keep>(a1)) };
+        drop(r);
+        assert_eq!((a.outstanding(), a.live_batches(), b.outstanding(), b.live_batches()), (0, 0, 0, 0));
+        assert_eq!(freed.load(Ordering::SeqCst), 2);
     }
 }

@@ -244,10 +244,12 @@ impl Round {
         if !reports.is_empty() {
             sink.deliveries(&reports);
         }
+        let mut released = ledger::Releases::default();
         for r in reports.iter() {
             // SAFETY: each reported message is released once, after its terms were built.
-            unsafe { ledger::release_reported::<K>(r.message.opaque()) };
+            unsafe { released.release::<K>(r.message.opaque()) };
         }
+        drop(released);
         drop(reports);
         let n = self.events.len();
         self.messages.clear();
