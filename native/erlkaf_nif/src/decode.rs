@@ -54,6 +54,8 @@ pub struct Decoded<'a> {
     pub partition: i32,
     pub key: Option<Binary<'a>>,
     pub value: Option<Term<'a>>,
+    /// The value is a binary (not an iolist).
+    pub binary: bool,
     pub headers: Vec<(Binary<'a>, Option<Binary<'a>>)>,
     pub timestamp: i64,
     /// The MsgRef to use (a message replayed from the disk spill keeps the ref its
@@ -129,23 +131,26 @@ fn headers<'a>(t: Term<'a>) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad
     Ok(out)
 }
 
-/// Value: binary, iolist (checked when it is flattened) or null.
-fn value(t: Term) -> Result<Option<Term>, Bad> {
+/// Value: binary, iolist (checked when it is flattened) or null; and whether it is a
+/// binary.
+fn value(t: Term) -> Result<(Option<Term>, bool), Bad> {
     if is_undefined(t) {
-        return Ok(None);
+        Ok((None, false))
+    } else if t.is_binary() {
+        Ok((Some(t), true))
+    } else if t.is_list() {
+        Ok((Some(t), false))
+    } else {
+        Err(Bad::Value)
     }
-    if !t.is_binary() && !t.is_list() {
-        return Err(Bad::Value);
-    }
-    Ok(Some(t))
 }
 
 /// What one message keeps in the batch env: a binary value with its MsgRef becomes one
 /// `{Value, MsgRef}` pair, so that it takes one copy into the env (and one out of it for
 /// the report) instead of two. `value` is what [`message`] decoded.
-pub fn keep_one<'a>(keep: &Keep, env: rustler::Env<'a>, value: Option<Term<'a>>, msg_ref: Option<Term<'a>>) -> Result<Kept, Bad> {
+pub fn keep_one<'a>(keep: &Keep, env: rustler::Env<'a>, value: Option<Term<'a>>, binary: bool, msg_ref: Option<Term<'a>>) -> Result<Kept, Bad> {
     match value {
-        Some(v) if v.is_binary() => {
+        Some(v) if binary => {
             let (term, saved) = match msg_ref {
                 Some(r) => {
                     let pair = keep.copy_in(rustler::types::tuple::make_tuple(env, &[v, r]).as_c_arg());
@@ -196,10 +201,12 @@ fn timestamp(t: Term) -> Result<i64, Bad> {
 
 /// Decodes the parts of one message (`produce/7`'s arguments).
 pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'a>) -> Result<Decoded<'a>, Bad> {
+    let (value, binary) = value(v)?;
     Ok(Decoded {
         partition: partition(p)?,
         key: bytes_opt(k, Bad::Key)?,
-        value: value(v)?,
+        value,
+        binary,
         headers: headers(h)?,
         timestamp: timestamp(ts)?,
         msg_ref: None,
@@ -208,21 +215,22 @@ pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'
 
 /// Decodes one message (see the module doc for the forms).
 pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
-    let mut d = Decoded { partition: -1, key: None, value: None, headers: Vec::new(), timestamp: 0, msg_ref: None };
+    let mut d = Decoded { partition: -1, key: None, value: None, binary: false, headers: Vec::new(), timestamp: 0, msg_ref: None };
     if t.is_binary() {
         d.value = Some(t);
+        d.binary = true;
         return Ok(d);
     }
     match t.get_type() {
         TermType::Binary | TermType::List => {
-            d.value = value(t)?;
+            (d.value, d.binary) = value(t)?;
         }
         TermType::Tuple => {
             let elems = rustler::types::tuple::get_tuple(t).map_err(|_| Bad::Message)?;
             match elems.as_slice() {
                 [k, v] => {
                     d.key = bytes_opt(*k, Bad::Key)?;
-                    d.value = value(*v)?;
+                    (d.value, d.binary) = value(*v)?;
                 }
                 [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts)?,
                 [r, p, k, v, h, ts] if r.get_type() == TermType::Ref => {
@@ -242,7 +250,7 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                 d.key = bytes_opt(k, Bad::Key)?;
             }
             if let Some(v) = get(atoms::value()) {
-                d.value = value(v)?;
+                (d.value, d.binary) = value(v)?;
             }
             if let Some(h) = get(atoms::headers()) {
                 d.headers = headers(h)?;

@@ -83,9 +83,14 @@ impl Keep {
         k
     }
 
-    /// Sets every message's saved terms (before the batch is shared).
-    pub fn set_saved(&mut self, saved: impl Iterator<Item = Saved>) {
-        self.saved = saved.map(|s| SavedCell(std::cell::UnsafeCell::new(s))).collect();
+    /// Room for `n` more messages' saved terms.
+    pub fn reserve(&mut self, n: usize) {
+        self.saved.reserve_exact(n);
+    }
+
+    /// Saves the next message's terms (before the batch is shared).
+    pub fn push_saved(&mut self, s: Saved) {
+        self.saved.push(SavedCell(std::cell::UnsafeCell::new(s)));
     }
 
     /// Saves message `i`'s terms in an open batch.
@@ -108,8 +113,9 @@ impl Keep {
         unsafe { sys::enif_make_copy(self.env, term) }
     }
 
-    /// The elements of a tuple that lives in this env (valid while the env lives).
-    pub fn elements(&self, tuple_in_env: ErlNifTerm) -> &[ErlNifTerm] {
+    /// The elements of a tuple that lives in this env (valid while the env lives, which
+    /// the caller sees to: not tied to this borrow).
+    pub fn elements<'t>(&self, tuple_in_env: ErlNifTerm) -> &'t [ErlNifTerm] {
         tuple_elements(self.env, tuple_in_env)
     }
 

@@ -88,6 +88,8 @@ struct Scratch {
     kept: Vec<ErlNifTerm>,
     /// Per message: its MsgRef (when refs are wanted).
     refs: Vec<ErlNifTerm>,
+    /// Per message: its value's bytes in the batch env.
+    values: Vec<Option<&'static [u8]>>,
 }
 
 struct Pending {
@@ -110,6 +112,7 @@ impl Scratch {
         self.tails.clear();
         self.kept.clear();
         self.refs.clear();
+        self.values.clear();
     }
 }
 
@@ -159,7 +162,7 @@ fn produce_list<'a>(
         };
         let msg_ref = want_refs.then(|| d.msg_ref.unwrap_or_else(|| env.make_ref().into()).as_c_arg());
         let value = d.value.map(|v| v.as_c_arg());
-        let is_binary = d.value.is_some_and(|v| v.is_binary());
+        let is_binary = d.binary;
         let kept_ref = msg_ref.filter(|_| save_refs);
         s.kept.push(match (value, kept_ref) {
             (Some(v), None) if is_binary => v,
@@ -190,11 +193,10 @@ fn produce_list<'a>(
     }
     // What the reports need goes into the batch env in one copy (a copy's fixed cost is
     // larger than the few words each message adds to it).
-    let mut values: Vec<Option<&'static [u8]>> = Vec::with_capacity(s.msgs.len());
     if !s.msgs.is_empty() {
         let all = keep.copy_in(tuple(env, &s.kept));
         let kept = keep.elements(all);
-        let mut saved = Vec::with_capacity(s.msgs.len());
+        keep.reserve(s.msgs.len());
         for (i, m) in s.msgs.iter().enumerate() {
             let k = kept[i];
             let (bytes, this) = match (m.value, m.is_binary, m.kept_ref) {
@@ -213,16 +215,15 @@ fn produce_list<'a>(
                 rest = unsafe { Term::new(env, s.tails[i]) };
                 break;
             }
-            values.push(bytes);
-            saved.push(this);
+            s.values.push(bytes);
+            keep.push_saved(this);
         }
-        keep.set_saved(saved.into_iter());
     }
-    let n = values.len();
+    let n = s.values.len();
     // One clock read for the batch: librdkafka would read the wall clock for every
     // message without a timestamp (a tenth of the NIF's time in a profile).
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let (msgs, headers) = (&s.msgs, &s.headers);
+    let (msgs, headers, values) = (&s.msgs, &s.headers, &s.values);
     // SAFETY: every value slice points into `keep`'s env, which the batch keeps alive
     // until the last report.
     let outcome = unsafe {
@@ -323,7 +324,7 @@ fn produce_single<'a>(
     // which the ledger keeps until the message's report.
     let r = unsafe {
         res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
-            let kept = decode::keep_one(keep, env, d.value, kept_ref)?;
+            let kept = decode::keep_one(keep, env, d.value, d.binary, kept_ref)?;
             keep.save(i, kept.saved);
             Ok(kept.bytes)
         })
