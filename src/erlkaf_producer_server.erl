@@ -190,32 +190,50 @@ reports(Reports, S) ->
     end,
     reports1(Reports, S).
 
-reports1([], _S) ->
-    ok;
-reports1([{erlkaf_sync, Alias, Result} | Rest], S) ->
-    Alias ! {erlkaf_sync, Alias, Result},
-    reports1(Rest, S);
-reports1([{MsgRef, Status, Msg} | Rest], #state{callback = Callback} = S) ->
-    report(Callback, MsgRef, Status, Msg, S),
-    reports1(Rest, S).
+%% One loop per kind of callback, the callback taken out of the state once per message
+%% of reports (this runs once per produced message).
+reports1(Reports, #state{callback = {function, F}} = S) when is_function(F, 3) ->
+    each3(Reports, F, S);
+reports1(Reports, #state{callback = {function, F}} = S) ->
+    each2(Reports, F, S);
+reports1(Reports, S) ->
+    each_logged(Reports, S).
 
-report(undefined, _Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P}, S) ->
+each3([{erlkaf_sync, Alias, Result} | Rest], F, S) ->
+    Alias ! {erlkaf_sync, Alias, Result},
+    each3(Rest, F, S);
+each3([{MsgRef, Status, Msg} | Rest], F, S) ->
+    try F(MsgRef, Status, Msg) catch Class:Reason:Stack -> callback_failed(Class, Reason, Stack, S) end,
+    each3(Rest, F, S);
+each3([], _F, _S) ->
+    ok.
+
+each2([{erlkaf_sync, Alias, Result} | Rest], F, S) ->
+    Alias ! {erlkaf_sync, Alias, Result},
+    each2(Rest, F, S);
+each2([{_MsgRef, Status, Msg} | Rest], F, S) ->
+    try F(Status, Msg) catch Class:Reason:Stack -> callback_failed(Class, Reason, Stack, S) end,
+    each2(Rest, F, S);
+each2([], _F, _S) ->
+    ok.
+
+%% No callback: failures are logged (successes are not even sent here).
+each_logged([{erlkaf_sync, Alias, Result} | Rest], S) ->
+    Alias ! {erlkaf_sync, Alias, Result},
+    each_logged(Rest, S);
+each_logged([{_MsgRef, {error, Reason}, #erlkaf_msg{topic = T, partition = P}} | Rest], S) ->
     logger:warning("erlkaf producer ~p: delivery to ~ts/~p failed: ~p",
-                   [S#state.client_id, T, P, Reason], #{client_id => S#state.client_id});
-report(undefined, _Ref, ok, _Msg, _S) ->
-    ok;
-report(Callback, Ref, Status, Msg, S) ->
-    try
-        case Callback of
-            {function, F} when is_function(F, 3) -> F(Ref, Status, Msg);
-            {function, F} when is_function(F, 2) -> F(Status, Msg)
-        end
-    catch
-        Class:Reason:Stack ->
-            logger:error("erlkaf producer ~p: delivery report callback failed: ~p:~p ~p",
-                         [S#state.client_id, Class, Reason, Stack],
-                         #{client_id => S#state.client_id})
-    end.
+                   [S#state.client_id, T, P, Reason], #{client_id => S#state.client_id}),
+    each_logged(Rest, S);
+each_logged([_ | Rest], S) ->
+    each_logged(Rest, S);
+each_logged([], _S) ->
+    ok.
+
+callback_failed(Class, Reason, Stack, S) ->
+    logger:error("erlkaf producer ~p: delivery report callback failed: ~p:~p ~p",
+                 [S#state.client_id, Class, Reason, Stack],
+                 #{client_id => S#state.client_id}).
 
 event(Event, #state{client_id = ClientId, opts = Opts} = S) ->
     case erlkaf_events:handle(Event, ClientId, maps:with([error_callback, stats_callback], Opts)) of
