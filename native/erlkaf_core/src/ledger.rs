@@ -153,39 +153,53 @@ impl<K: Send + Sync> BatchHandle<K> {
 
     /// Releases message `i` that librdkafka refused (no report will come for it).
     pub fn refuse(&self, i: usize) {
-        // SAFETY: the slot belongs to a live batch (it is unreleased until this call).
-        unsafe { release_slot::<K>(self.opaque(i)) };
+        self.refuse_range(i..i + 1);
+    }
+
+    /// Releases messages `range` (refused, or slots never used), counted once. The handle
+    /// must not be used after its last slot was released.
+    pub fn refuse_range(&self, range: std::ops::Range<usize>) {
+        let mut released = Releases::default();
+        for i in range {
+            // SAFETY: the slot belongs to a live batch (it is unreleased until this call).
+            unsafe { released.release::<K>(self.opaque(i)) };
+        }
     }
 }
 
 /// Releases the slot behind `opaque` after its delivery report was turned into terms.
-/// Returns false (and counts it) when the slot was released already.
+/// Returns false (and counts it) when the slot was released already. (The pump releases
+/// a round's slots through one [`Releases`].)
 ///
 /// # Safety
 /// `opaque` must come from [`BatchHandle::opaque`] of a batch whose this slot has not been
 /// released, or been released at most once before (double releases are detected while the
 /// batch is still alive).
 pub unsafe fn release_reported<K>(opaque: *mut std::ffi::c_void) -> bool {
-    release_slot::<K>(opaque)
+    Releases::default().release::<K>(opaque)
 }
 
-unsafe fn release_slot<K>(opaque: *mut std::ffi::c_void) -> bool {
+/// Marks the slot behind `opaque` released; `None` (counted as a double release) when it
+/// was released already.
+unsafe fn claim<'a, K>(opaque: *mut std::ffi::c_void) -> Option<&'a Slot<K>> {
     let slot = &*(opaque as *const Slot<K>);
-    let batch = &*slot.batch;
     if slot.released.swap(true, Ordering::AcqRel) {
+        let batch = &*slot.batch;
         batch.counters.double_releases.fetch_add(1, Ordering::Relaxed);
         global().double_releases.fetch_add(1, Ordering::Relaxed);
-        return false;
+        return None;
     }
-    // Counted before the batch may be freed by another thread's release.
-    batch.counters.released.add(0, 1);
-    global().released.add(0, 1);
-    if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        batch.counters.released.add(1, 0);
-        global().released.add(1, 0);
+    Some(slot)
+}
+
+/// Counts a claimed slot off its batch and frees the batch at its last slot (returns
+/// true then). The batch must not be touched after this call.
+unsafe fn settle<K>(slot: &Slot<K>) -> bool {
+    if (*slot.batch).remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
         drop(Arc::from_raw(slot.batch));
+        return true;
     }
-    true
+    false
 }
 
 /// Releases of reported slots counted together: the pump releases every message of a
@@ -204,24 +218,16 @@ impl Releases {
     /// # Safety
     /// As for [`release_reported`].
     pub unsafe fn release<K>(&mut self, opaque: *mut std::ffi::c_void) -> bool {
-        let slot = &*(opaque as *const Slot<K>);
-        let batch = &*slot.batch;
-        if slot.released.swap(true, Ordering::AcqRel) {
-            batch.counters.double_releases.fetch_add(1, Ordering::Relaxed);
-            global().double_releases.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        match &self.counters {
-            Some(c) if Arc::ptr_eq(c, &batch.counters) => {}
-            _ => {
-                self.count();
-                self.counters = Some(batch.counters.clone());
-            }
+        let Some(slot) = claim::<K>(opaque) else { return false };
+        let counters = &(*slot.batch).counters;
+        // Taken before the batch may be freed (by this or another thread's release).
+        if !self.counters.as_ref().is_some_and(|c| Arc::ptr_eq(c, counters)) {
+            self.count();
+            self.counters = Some(counters.clone());
         }
         self.messages += 1;
-        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if settle(slot) {
             self.batches += 1;
-            drop(Arc::from_raw(slot.batch));
         }
         true
     }

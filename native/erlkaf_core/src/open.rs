@@ -41,9 +41,7 @@ struct Open<K> {
 impl<K: Send + Sync> Open<K> {
     /// Refuses the unused slots: the batch is freed once its used slots were reported.
     fn close(self) {
-        for i in self.used..CAPACITY {
-            self.handle.refuse(i);
-        }
+        self.handle.refuse_range(self.used..CAPACITY);
     }
 }
 

@@ -244,9 +244,7 @@ impl<K: Send + Sync + 'static> Shared<K> {
                 produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i))
             });
             if let Err(e) = res {
-                for j in i..n {
-                    handle.refuse(j);
-                }
+                handle.refuse_range(i..n);
                 return ProduceOutcome { accepted: i, error: Some(e) };
             }
         }

@@ -65,6 +65,9 @@ fn producer_produce<'a>(
     }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
+        // Cleared before (a panic may have left entries) and after (nothing outlives the
+        // call's terms).
+        s.clear();
         let r = produce_list(env, res, topic.as_slice(), messages, reply, want_refs, &mut s);
         s.clear();
         r
@@ -80,7 +83,7 @@ struct Scratch {
     /// Per message: everything but its headers.
     msgs: Vec<Pending>,
     /// Headers of all messages, in order (`Pending::headers` indexes here).
-    headers: Vec<(&'static [u8], Option<&'static [u8]>)>,
+    headers: Vec<Header<'static>>,
     /// Per message: the list cell it heads (what is returned as the rest from there).
     tails: Vec<ErlNifTerm>,
     /// Per message: what its report needs from the batch env (binary value, `{Value,
@@ -115,6 +118,9 @@ impl Scratch {
         self.values.clear();
     }
 }
+
+/// A header as librdkafka takes it: name and value (`None`: null).
+type Header<'h> = (&'h [u8], Option<&'h [u8]>);
 
 thread_local!(static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default()));
 
@@ -184,7 +190,7 @@ fn produce_list<'a>(
         s.refs.extend(msg_ref);
         s.tails.push(rest.as_c_arg());
         rest = tail;
-        if s.msgs.len() % 64 == 0 && started.elapsed() > TIME_SLICE {
+        if s.msgs.len().is_multiple_of(64) && started.elapsed() > TIME_SLICE {
             break;
         }
     }
@@ -316,7 +322,7 @@ fn produce_single<'a>(
 ) -> (Result<(), OpenError<Bad>>, Option<Term<'a>>) {
     let msg_ref: Option<Term<'a>> = want_ref.then(|| env.make_ref().into());
     let kept_ref = msg_ref.filter(|_| res.keep_refs);
-    let headers: SmallVec<[(&[u8], Option<&[u8]>); 4]> =
+    let headers: SmallVec<[Header; 4]> =
         d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect();
     let key = d.key.as_ref().map(|k| k.as_slice());
     let out = OutMessage { topic, partition: d.partition, key, value: None, headers: &headers, timestamp: d.timestamp };
