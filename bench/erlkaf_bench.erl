@@ -25,7 +25,8 @@ scenario(Name, Args, BenchArgs) ->
         {produce_scaling, [N, Procs]} -> produce_scaling(Ctx, N, Procs);
         {memory, [N]} -> memory(Ctx, N);
         {consumer_memory, [N]} -> consumer_memory(Ctx, N);
-        {consume, [N]} -> consume(Ctx, N)
+        {consume, [N]} -> consume(Ctx, N);
+        {consume, [N, Mode]} -> consume(Ctx, N, Mode)
     end,
     Holder ! stop,
     R.
@@ -34,6 +35,8 @@ scenario(Name, Args, BenchArgs) ->
 %% The callbacks' counter: an atom key (a tuple key is hashed on every lookup, and the
 %% callback runs once per message: its own cost should be as small as the baseline's).
 -define(COUNTER, erlkaf_bench_counter).
+%% Processes calling produce_sync in the latency scenario.
+-define(SYNC_PROCS, 20).
 -define(REMEASURE, 2).
 -define(PARTITIONS, 8).
 
@@ -49,11 +52,14 @@ main(Args) ->
     Scenarios = [
         {produce_batch_100b, fun() -> produce_batch(Ctx, N, 100) end},
         {produce_callback_100b, fun() -> produce_callback(Ctx, N div 2, 100) end},
-        {produce_scaling, fun() -> produce_scaling(Ctx, N div 4, [1, 4, 16] ++ [64 || not Quick]) end},
+        %% 500k messages per process count in both runs: shorter runs (0.1 s) made the
+        %% ratio swing by +-0.15 with process start-up and the last reports' wait.
+        {produce_scaling, fun() -> produce_scaling(Ctx, 500000, [1, 4, 16] ++ [64 || not Quick]) end},
         {latency, fun() -> latency(Ctx, case Quick of true -> 10000; false -> 30000 end) end},
         {consume_batch, fun() -> consume(Ctx, case Quick of true -> 200000; false -> 500000 end) end},
         {idle_latency, fun() -> idle_latency(Ctx, case Quick of true -> 20; false -> 100 end) end}
-    ] ++ [S || not Quick, S <- [{produce_sizes, fun() -> produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}]) end},
+    ] ++ [S || not Quick, S <- [{consume_one_by_one, fun() -> consume(Ctx, 500000, one_by_one) end},
+                                {produce_sizes, fun() -> produce_sizes(Ctx, [{1024, 500000}, {102400, 10000}, {1048576, 1000}]) end},
                                 {memory_1mib, fun() -> memory(Ctx, 2048) end},
                                 {consumer_memory, fun() -> consumer_memory(Ctx, 200000) end}]],
     Results0 = maps:from_list(lists:append([F() || {_, F} <- Scenarios])),
@@ -165,10 +171,10 @@ scaling_run(Ctx, V, N, P) ->
     ok = erlkaf:stop_client(C),
     #{msg_s => Per * P / Secs, health => Health}.
 
-%% Delivery-report latency at a fixed rate, linger 0: produce_sync waits for each report
-%% from several processes (the offered rate is what the baseline produces at).
-%% Like the baseline: one process produces at the rate, each delivery report's latency is
-%% taken in the delivery_report/3 callback (so it includes the hop to the callback).
+%% Delivery-report latency at a fixed rate, linger 0. Like the baseline: one process
+%% produces at the rate, each delivery report's latency is taken in the
+%% delivery_report/3 callback (so it includes the hop to the callback). Then the same
+%% rate through produce_sync (see sync_latency/3).
 latency(Ctx, N) ->
     Rate = 10000,
     Raw = raw(Ctx, ["latency", "--messages", N, "--rate", Rate]),
@@ -192,18 +198,46 @@ latency(Ctx, N) ->
              end || I <- lists:seq(0, N - 1)],
         wait_count(N)
     end),
+    Sync = sync_latency(C, N, Rate),
     ok = erlkaf:stop_client(C),
     L = lists:sort([D || {_, D} <- ets:tab2list(Lat)]),
     P50 = pct(L, 0.5), P99 = pct(L, 0.99), Max = lists:last(L),
     progress("latency @~p msg/s: erlkaf p50 ~p us p99 ~p us; raw p50 ~p us p99 ~p us",
              [Rate, P50, P99, maps:get(<<"p50_us">>, Raw), maps:get(<<"p99_us">>, Raw)]),
+    progress("produce_sync @~p msg/s (~p processes): p50 ~p us p99 ~p us max ~p us",
+             [Rate, ?SYNC_PROCS, maps:get(p50_us, Sync), maps:get(p99_us, Sync), maps:get(max_us, Sync)]),
     [{latency, #{rate => Rate, erlkaf_p50_us => P50, erlkaf_p99_us => P99, erlkaf_max_us => Max,
                  raw_p50_us => maps:get(<<"p50_us">>, Raw), raw_p99_us => maps:get(<<"p99_us">>, Raw),
-                 raw_max_us => maps:get(<<"max_us">>, Raw), health => Health}}].
+                 raw_max_us => maps:get(<<"max_us">>, Raw), health => Health}},
+     {sync_latency, Sync#{rate => Rate, processes => ?SYNC_PROCS}}].
+
+%% produce_sync at the same offered rate: ?SYNC_PROCS processes each call it at their share
+%% of the rate (a call waits for its report, so one process alone could not offer it);
+%% each call's duration is the figure (the round trip the raw baseline's report latency
+%% measures too).
+sync_latency(C, N, Rate) ->
+    Per = max(1, N div ?SYNC_PROCS),
+    Interval = 1000000 * ?SYNC_PROCS div Rate,
+    Parent = self(),
+    Base = erlang:monotonic_time(microsecond) + 1000,
+    Pids = [spawn_link(fun() ->
+                Ds = [begin
+                          wait_until_us(Base + P * (Interval div ?SYNC_PROCS) + K * Interval),
+                          T0 = erlang:monotonic_time(microsecond),
+                          {ok, _, _} = erlkaf:produce_sync(C, ?TOPIC, undefined, <<"sync">>),
+                          erlang:monotonic_time(microsecond) - T0
+                      end || K <- lists:seq(0, Per - 1)],
+                Parent ! {sync_done, self(), Ds}
+            end) || P <- lists:seq(0, ?SYNC_PROCS - 1)],
+    L = lists:sort(lists:append([receive {sync_done, Pid, Ds} -> Ds end || Pid <- Pids])),
+    #{p50_us => pct(L, 0.5), p99_us => pct(L, 0.99), max_us => lists:last(L), calls => length(L)}.
 
 %% Consumer throughput: N messages read by a group from the beginning, erlkaf (batch
 %% dispatch, a counting handler) against a raw librdkafka consumer, same topic.
 consume(Ctx, N) ->
+    consume(Ctx, N, {batch, 1000}).
+
+consume(Ctx, N, Mode) ->
     %% A fresh topic per round (a round measured again must not read the first one's data).
     Round = persistent_term:get({?MODULE, consume_round}, 0) + 1,
     persistent_term:put({?MODULE, consume_round}, Round),
@@ -221,7 +255,7 @@ consume(Ctx, N) ->
     Group = iolist_to_binary(["bench-", integer_to_list(erlang:unique_integer([positive]))]),
     {Secs, Health} = measure(fun() ->
         ok = erlkaf:create_consumer_group(bench_group, Group,
-                                          [{Topic, [{callback_module, ?MODULE}, {dispatch_mode, {batch, 1000}}]}],
+                                          [{Topic, [{callback_module, ?MODULE}, {dispatch_mode, Mode}]}],
                                           [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
                                           [{auto_offset_reset, earliest}]),
         wait_first(),
@@ -232,8 +266,12 @@ consume(Ctx, N) ->
     _ = Secs,
     ok = erlkaf:stop_client(bench_group),
     Rate = Available / (get(consume_us) / 1.0e6),
-    progress("consume (batch): erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(rate(Raw))]),
-    [{consume_batch, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw), health => Health}}].
+    {Key, Label} = case Mode of
+        one_by_one -> {consume_one_by_one, "one_by_one"};
+        _ -> {consume_batch, "batch"}
+    end,
+    progress("consume (~s): erlkaf ~w msg/s, raw ~w msg/s", [Label, round(Rate), round(rate(Raw))]),
+    [{Key, #{erlkaf_msg_s => Rate, raw_msg_s => rate(Raw), ratio => Rate / rate(Raw), health => Health}}].
 
 %% One message at a time on a quiet partition: produce (acks=1, linger 0) to handler call.
 idle_latency(Ctx, N) ->
@@ -388,6 +426,9 @@ handle_message(Msgs, {slow, Ms, C} = S) ->
     {ok, S};
 handle_message(Msgs, C) when is_list(Msgs) ->
     counters:add(C, 1, length(Msgs)),
+    {ok, C};
+handle_message(#erlkaf_msg{}, C) ->
+    counters:add(C, 1, 1),
     {ok, C}.
 
 counter_reset() ->
@@ -509,7 +550,7 @@ broker(Args) ->
             {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
         _ ->
             {ok, Holder, B} = erlkaf_broker_cli:spawn_os_process(
-                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume-1:128", "--topic", "bench-consume-2:128", "--topic", "bench-consume-3:128", "--topic", "bench-idle:1", "--topic", "bench-slow:64",
+                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume-1:128", "--topic", "bench-consume-2:128", "--topic", "bench-consume-3:128", "--topic", "bench-consume-4:128", "--topic", "bench-consume-5:128", "--topic", "bench-idle:1", "--topic", "bench-slow:64",
                                  "--partitions", integer_to_list(?PARTITIONS)]),
             {Holder, B}
     end.
@@ -628,10 +669,21 @@ markdown(Meta, R, Checks) ->
         io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
         [io_lib:format("| produce/4 from ~p processes (msg/s) | ~w | | |~n", [P, round(maps:get(msg_s, V))]) || {P, V} <- Scaling],
         io_lib:format("| consumer group, batch dispatch (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, Co)), round(maps:get(raw_msg_s, Co)), maps:get(ratio, Co)]),
+        case maps:find(consume_one_by_one, R) of
+            {ok, O} -> io_lib:format("| consumer group, one_by_one dispatch (msg/s) | ~w | ~w | ~.2f |~n",
+                                     [round(maps:get(erlkaf_msg_s, O)), round(maps:get(raw_msg_s, O)), maps:get(ratio, O)]);
+            error -> []
+        end,
         io_lib:format("| idle partition, produce to handler p50 / max (us) | ~w / ~w | | |~n",
                       [maps:get(p50_us, maps:get(idle_latency, R)), maps:get(max_us, maps:get(idle_latency, R))]),
         io_lib:format("| delivery latency p50 / p99 at 10k msg/s (us) | ~w / ~w | ~w / ~w | |~n",
                       [maps:get(erlkaf_p50_us, Lat), maps:get(erlkaf_p99_us, Lat), maps:get(raw_p50_us, Lat), maps:get(raw_p99_us, Lat)]),
+        case maps:find(sync_latency, R) of
+            {ok, Sy} -> io_lib:format("| produce_sync p50 / p99 / max at 10k msg/s, ~p processes (us) | ~w / ~w / ~w | ~w / ~w / ~w | |~n",
+                                      [maps:get(processes, Sy), maps:get(p50_us, Sy), maps:get(p99_us, Sy), maps:get(max_us, Sy),
+                                       maps:get(raw_p50_us, Lat), maps:get(raw_p99_us, Lat), maps:get(raw_max_us, Lat)]);
+            error -> []
+        end,
         case maps:find(produce_sizes, R) of
             {ok, Sizes} -> [io_lib:format("| produce_batch, ~p B (msg/s; MB/s) | ~w; ~.1f | ~w | ~.2f |~n",
                                           [S, round(maps:get(erlkaf_msg_s, V)), maps:get(erlkaf_mb_s, V), round(maps:get(raw_msg_s, V)),
