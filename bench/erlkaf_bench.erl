@@ -143,6 +143,8 @@ produce_callback(Ctx, N, Size) ->
 best_of(Ctx, N, Size, Erlkaf) ->
     Rounds = [{Erlkaf(), rate(raw(Ctx, ["produce", "--messages", N, "--size", Size]))}
               || _ <- lists:seq(1, ?ROUNDS)],
+    progress("  rounds (msg/s, erlkaf/raw): ~s",
+             [lists:join(", ", [io_lib:format("~w/~w", [round(N / S), round(Raw)]) || {{S, _}, Raw} <- Rounds])]),
     {Secs, Health} = lists:min([R || {R, _} <- Rounds]),
     {N / Secs, lists:max([Raw || {_, Raw} <- Rounds]), Health}.
 
