@@ -495,8 +495,10 @@ impl ConsumerPump {
             return;
         }
         let events = std::mem::take(&mut self.messages);
-        let mut groups: Vec<(Key, Vec<MessageView<'_>>)> = Vec::new();
-        let mut index: HashMap<Key, usize> = HashMap::new();
+        // Grouped by topic handle and partition: a message's topic name is only read
+        // once per group (a name per message meant an allocation per message).
+        let mut groups: Vec<((String, i32), Vec<MessageView<'_>>)> = Vec::new();
+        let mut index: HashMap<(usize, i32), usize> = HashMap::new();
         for ev in &events {
             // SAFETY: a FETCH event carries one message, owned by the event.
             let m = unsafe { rd::rd_kafka_event_message_next(ev.ptr()) };
@@ -505,15 +507,14 @@ impl ConsumerPump {
             }
             // SAFETY: valid while `events` lives.
             let view = unsafe { MessageView::from_ptr(m) };
-            let topic = String::from_utf8_lossy(view.topic()).into_owned();
             if !view.error().is_ok() {
+                let topic = String::from_utf8_lossy(view.topic()).into_owned();
                 let reason = view.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
                 sink.consume_error(&topic, view.partition(), view.error(), &reason);
                 continue;
             }
-            let key = (topic, view.partition());
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
+            let i = *index.entry((view.raw().rkt as usize, view.partition())).or_insert_with(|| {
+                groups.push(((String::from_utf8_lossy(view.topic()).into_owned(), view.partition()), Vec::new()));
                 groups.len() - 1
             });
             groups[i].1.push(view);

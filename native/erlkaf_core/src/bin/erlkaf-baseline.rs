@@ -242,6 +242,9 @@ fn consume(m: &HashMap<String, String>) {
         ("auto.offset.reset", "earliest".to_string()),
         ("enable.auto.offset.store", "false".to_string()),
         ("fetch.wait.max.ms", "10".to_string()),
+        // erlkaf's consumer default (librdkafka's 1000 ms stalls a consumer working
+        // through a backlog): the same configuration on both sides.
+        ("fetch.queue.backoff.ms", "10".to_string()),
     ];
     let rk = client(rd::rd_kafka_type_t::RD_KAFKA_CONSUMER, &props, 0);
     unsafe {
