@@ -204,9 +204,10 @@ impl Sink<Keep> for NifSink {
             mode == ReportMode::All || !d.error().is_ok() || matches!(d.batch.keep().reply, Reply::Sync(_))
         };
         let owner = self.owner;
-        // Nothing wanted in a chunk: no message for it. Bounded messages: a round can hold thousands of reports, and one huge message
-        // costs more than a few large ones (its heap is many fragments, and a receiver
-        // whose heap passes ~1 MB is garbage collected on a dirty scheduler).
+        // Messages of bounded size: a round can hold thousands of reports, and one huge
+        // message costs more than a few large ones (its heap is many fragments, and a
+        // receiver whose heap passes ~1 MB is garbage collected on a dirty scheduler). A
+        // chunk with nothing wanted sends nothing.
         for chunk in reports.chunks(REPORTS_PER_MESSAGE) {
             if !chunk.iter().any(wanted) {
                 continue;
