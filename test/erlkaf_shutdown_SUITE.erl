@@ -138,3 +138,38 @@ t_resource_collected_without_stop_and_owner_killed_mid_produce(Config) ->
         #{live_clients := L, live_batches := B, outstanding := O, reapers := R} = erlkaf_nif:nif_counters(),
         L =< Base andalso B =:= 0 andalso O =:= 0 andalso R =:= 0
     end, 20000).
+
+%% stop_client while 8 processes keep calling the produce/4 NIF with the client's
+%% resource (a path that takes no client-wide lock: teardown is ordered by the per-thread
+%% shard locks): every accepted message gets exactly one report, the calls end refused,
+%% and nothing is left behind.
+t_stop_while_processes_produce(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, []),
+    {ok, producer, Res, _, _} = erlkaf_registry:lookup(C),
+    Parent = self(),
+    Stopping = atomics:new(1, []),
+    Loop = fun L(I, Acc) ->
+        case erlkaf_nif:producer_send(Res, T, -1, undefined, integer_to_binary(I), undefined, 0) of
+            {ok, R} -> L(I + 1, [R | Acc]);
+            retry ->
+                %% Refused: a full queue before the stop (wait), or the client stopping.
+                case atomics:get(Stopping, 1) of
+                    0 -> timer:sleep(1), L(I, Acc);
+                    _ -> Acc
+                end
+        end
+    end,
+    Pids = [spawn_link(fun() -> Parent ! {accepted, self(), Loop(0, [])} end) || _ <- lists:seq(1, 8)],
+    timer:sleep(300),
+    atomics:put(Stopping, 1, 1),
+    ok = erlkaf:stop_client(C),
+    Accepted = lists:append([receive {accepted, Pid, A} -> A after 10000 -> ct:fail(producer_stuck) end || Pid <- Pids]),
+    ?assert(length(Accepted) > 1000),
+    Got = erlkaf_test_lib:collect_reports(C, Accepted),
+    ?assertEqual(length(Accepted), map_size(Got)),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end,
+    erlkaf_test_lib:wait_until(fun() ->
+        #{live_batches := B, outstanding := O} = erlkaf_nif:nif_counters(),
+        B =:= 0 andalso O =:= 0
+    end, 10000).
