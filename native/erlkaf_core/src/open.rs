@@ -45,12 +45,15 @@ impl<K: Send + Sync> Open<K> {
     }
 }
 
+/// Topics a shard remembers (a thread that alternates between a few topics finds each).
+const TOPICS: usize = 4;
+
 /// A shard's state: its open batch and its topic cache.
 struct ShardState<K> {
     open: Option<Open<K>>,
-    /// The last topic produced to from this shard and its handle (an address the owner
-    /// keeps valid until [`OpenBatches::close_all`]).
-    topic: Option<(Box<[u8]>, usize)>,
+    /// The last topics produced to from this shard and their handles (addresses the
+    /// owner keeps valid until [`OpenBatches::close_all`]), most recent first.
+    topics: smallvec::SmallVec<[(Box<[u8]>, usize); TOPICS]>,
 }
 
 #[repr(align(64))]
@@ -79,7 +82,7 @@ pub enum SlotUse<R> {
 impl<K: Send + Sync> OpenBatches<K> {
     /// No open batch yet; batches count in `counters`.
     pub fn new(counters: Arc<Counters>) -> Self {
-        OpenBatches { shards: (0..SHARDS).map(|_| Shard(Mutex::new(ShardState { open: None, topic: None }))).collect(), counters }
+        OpenBatches { shards: (0..SHARDS).map(|_| Shard(Mutex::new(ShardState { open: None, topics: smallvec::SmallVec::new() }))).collect(), counters }
     }
 
     /// Runs `f` with the keep, index and librdkafka opaque of the next slot of this
@@ -97,13 +100,15 @@ impl<K: Send + Sync> OpenBatches<K> {
     ) -> Result<R, E> {
         let mut guard = self.shards[shard_index()].0.lock();
         let shard = &mut *guard;
-        let cached = match &shard.topic {
-            Some((n, t)) if &**n == name => Some(*t),
-            _ => None,
-        };
-        let rkt = topic(cached)?;
-        if cached.is_none() {
-            shard.topic = Some((name.into(), rkt));
+        let found = shard.topics.iter().position(|(n, _)| &**n == name);
+        let rkt = topic(found.map(|i| shard.topics[i].1))?;
+        match found {
+            Some(0) => {}
+            Some(i) => shard.topics[..=i].rotate_right(1),
+            None => {
+                shard.topics.truncate(TOPICS - 1);
+                shard.topics.insert(0, (name.into(), rkt));
+            }
         }
         let open = shard.open.get_or_insert_with(|| Open {
             handle: BatchHandle::new(make_keep(), CAPACITY, self.counters.clone()),
@@ -158,7 +163,7 @@ impl<K: Send + Sync> OpenBatches<K> {
     pub fn close_all(&self) {
         for shard in self.shards.iter() {
             let mut guard = shard.0.lock();
-            guard.topic = None;
+            guard.topics.clear();
             if let Some(open) = guard.open.take() {
                 open.close();
             }
@@ -222,5 +227,37 @@ mod tests {
         assert_eq!(freed.load(Ordering::SeqCst), 0); // slot 2 of the first batch unreported
         ob.close_all();
         assert_eq!(counters.outstanding(), 2);
+    }
+
+    #[test]
+    fn topic_handles_are_looked_up_once_per_topic_while_cached() {
+        let counters = Arc::new(Counters::default());
+        let ob = OpenBatches::new(counters.clone());
+        let freed = Arc::new(AtomicUsize::new(0));
+        let lookups = std::cell::Cell::new(0);
+        let mut produce = |name: &[u8]| {
+            ob.with_slot(
+                name,
+                |cached| Ok::<usize, ()>(cached.unwrap_or_else(|| { lookups.set(lookups.get() + 1); name.len() })),
+                || Keep(freed.clone()),
+                |rkt, _, _, _| SlotUse::Unused(rkt),
+            )
+            .unwrap()
+        };
+        for _ in 0..3 {
+            for t in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+                assert_eq!(produce(t), t.len());
+            }
+        }
+        assert_eq!(lookups.get(), 4); // four topics fit
+        produce(b"eeeee"); // a fifth evicts the least recent ("a")
+        produce(b"dddd");
+        assert_eq!(lookups.get(), 5);
+        produce(b"a");
+        assert_eq!(lookups.get(), 6);
+        ob.close_all();
+        produce(b"a"); // forgotten at close_all
+        assert_eq!(lookups.get(), 7);
+        ob.close_all();
     }
 }
