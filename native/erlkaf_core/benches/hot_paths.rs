@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use erlkaf_core::config::Properties;
-use erlkaf_core::ledger::{release_reported, BatchHandle, Counters};
+use erlkaf_core::ledger::{BatchHandle, Counters, Releases};
 use erlkaf_core::ErrorCode;
 use std::sync::Arc;
 
@@ -25,9 +25,11 @@ fn ledger(c: &mut Criterion) {
             b.iter(|| {
                 let h = BatchHandle::new(vec![0u8; 16], n, counters.clone());
                 let opaques: Vec<usize> = (0..n).map(|i| h.opaque(i) as usize).collect();
+                // As the pump does: the round's releases counted together.
+                let mut released = Releases::default();
                 for o in opaques {
                     // SAFETY: each slot released once, while its batch lives.
-                    unsafe { release_reported::<Vec<u8>>(o as *mut _) };
+                    unsafe { released.release::<Vec<u8>>(o as *mut _) };
                 }
             })
         });

@@ -15,7 +15,8 @@
 use crate::atoms;
 use crate::keep::{Keep, Saved};
 use rustler::types::map::MapIterator;
-use rustler::{Atom, Binary, Term, TermType};
+use rustler::sys::ErlNifTerm;
+use rustler::{Atom, Binary, Env, Term, TermType};
 
 /// Which part of a message was wrong.
 #[derive(Clone, Copy, Debug)]
@@ -145,41 +146,50 @@ fn value(t: Term) -> Result<(Option<Term>, bool), Bad> {
     }
 }
 
-/// What one message keeps in the batch env: a binary value with its MsgRef becomes one
-/// `{Value, MsgRef}` pair, so that it takes one copy into the env (and one out of it for
-/// the report) instead of two. `value` is what [`message`] decoded.
-pub fn keep_one<'a>(keep: &Keep, env: rustler::Env<'a>, value: Option<Term<'a>>, binary: bool, msg_ref: Option<Term<'a>>) -> Result<Kept, Bad> {
-    match value {
-        Some(v) if binary => {
-            let (term, saved) = match msg_ref {
-                Some(r) => {
-                    let pair = keep.copy_in(rustler::types::tuple::make_tuple(env, &[v, r]).as_c_arg());
-                    (keep.elements(pair)[0], Saved::Pair(pair))
-                }
-                None => {
-                    let v = keep.copy_in(v.as_c_arg());
-                    (v, Saved::Value(v))
-                }
-            };
-            Ok(Kept { bytes: Some(keep.bytes(term, true).ok_or(Bad::Value)?), saved })
-        }
-        other => {
-            let bytes = match other {
-                // An iolist: flattened once into the env.
-                Some(l) => Some(keep.bytes(keep.copy_in(l.as_c_arg()), false).ok_or(Bad::Value)?),
-                None => None,
-            };
-            Ok(Kept { bytes, saved: ref_only(keep, env, msg_ref) })
-        }
+/// What a message's report needs from the batch env, as one term of the caller's env:
+/// the binary value, `{Value, MsgRef}`, `{undefined, MsgRef}` (a null or iolist value),
+/// or `undefined` (nothing). One term, so that it takes one copy into the env (and one
+/// out of it for the report) instead of two. `value` and `binary` are what [`message`]
+/// decoded; `msg_ref` is the MsgRef when the report needs it.
+pub fn report_term(env: Env, value: Option<ErlNifTerm>, binary: bool, msg_ref: Option<ErlNifTerm>) -> ErlNifTerm {
+    let undefined = atoms::undefined().as_c_arg();
+    match (value, msg_ref) {
+        (Some(v), None) if binary => v,
+        (Some(v), Some(r)) if binary => tuple(env, &[v, r]),
+        (_, Some(r)) => tuple(env, &[undefined, r]),
+        (_, None) => undefined,
     }
 }
 
-/// `{undefined, MsgRef}` in the env (or nothing without a MsgRef).
-pub fn ref_only<'a>(keep: &Keep, env: rustler::Env<'a>, msg_ref: Option<Term<'a>>) -> Saved {
-    match msg_ref {
-        Some(r) => Saved::Pair(keep.copy_in(rustler::types::tuple::make_tuple(env, &[atoms::undefined().to_term(env), r]).as_c_arg())),
-        None => Saved::Nothing,
+/// The value's bytes in the batch env and what its report finds there, from `kept`:
+/// the env's copy of [`report_term`]'s term (made with the same arguments). An iolist
+/// value is copied into the env and flattened there; not iodata: `Bad::Value`.
+pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, binary: bool, with_ref: bool) -> Result<Kept, Bad> {
+    let (bytes, saved) = match (value, binary, with_ref) {
+        (Some(_), true, false) => (keep.bytes(kept, true), Saved::Value(kept)),
+        (Some(_), true, true) => (keep.bytes(keep.elements(kept)[0], true), Saved::Pair(kept)),
+        (Some(v), false, r) => (keep.bytes(keep.copy_in(v), false), if r { Saved::Pair(kept) } else { Saved::Nothing }),
+        (None, _, true) => (None, Saved::Pair(kept)),
+        (None, _, false) => (None, Saved::Nothing),
+    };
+    if value.is_some() && bytes.is_none() {
+        return Err(Bad::Value);
     }
+    Ok(Kept { bytes, saved })
+}
+
+/// [`report_term`] and [`kept_in_env`] for one message (`undefined` is not copied).
+pub fn keep_one(keep: &Keep, env: Env, value: Option<Term>, binary: bool, msg_ref: Option<Term>) -> Result<Kept, Bad> {
+    let value = value.map(|v| v.as_c_arg());
+    let term = report_term(env, value, binary, msg_ref.map(|r| r.as_c_arg()));
+    let kept = if term == atoms::undefined().as_c_arg() { term } else { keep.copy_in(term) };
+    kept_in_env(keep, kept, value, binary, msg_ref.is_some())
+}
+
+/// A tuple of `elems` (terms of `env`) in `env`.
+pub fn tuple(env: Env, elems: &[ErlNifTerm]) -> ErlNifTerm {
+    // SAFETY: live env; the elements are terms of this env.
+    unsafe { rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), elems.as_ptr(), elems.len() as u32) }
 }
 
 fn partition(t: Term) -> Result<i32, Bad> {

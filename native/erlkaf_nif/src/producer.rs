@@ -5,7 +5,7 @@ use crate::atoms;
 use crate::decode::{self, Bad};
 use crate::error::{error_tuple, reason};
 use crate::reply::reply_later;
-use crate::keep::{Keep, Reply, Saved};
+use crate::keep::{Keep, Reply};
 use rustler::sys::ErlNifTerm;
 use crate::resource::ProducerRes;
 use crate::sink::{NifSink, ReportMode};
@@ -68,7 +68,7 @@ fn producer_produce<'a>(
         // Cleared before (a panic may have left entries) and after (nothing outlives the
         // call's terms).
         s.clear();
-        let r = produce_list(env, res, topic.as_slice(), messages, reply, want_refs, &mut s);
+        let r = produce_list(env, res, topic.as_slice(), messages, (sync, reply), want_refs, &mut s);
         s.clear();
         r
     })
@@ -131,29 +131,22 @@ fn unbound(b: &[u8]) -> &'static [u8] {
     unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) }
 }
 
-fn tuple(env: Env, elems: &[ErlNifTerm]) -> ErlNifTerm {
-    // SAFETY: live env; the elements are terms of this env.
-    unsafe { rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), elems.as_ptr(), elems.len() as u32) }
-}
-
 fn produce_list<'a>(
     env: Env<'a>,
     res: &ProducerRes,
     topic: &[u8],
     messages: Term<'a>,
-    reply: Term<'a>,
+    (sync, reply): (bool, Term<'a>),
     want_refs: bool,
     s: &mut Scratch,
 ) -> NifResult<Term<'a>> {
     let started = Instant::now();
     let mut keep = Keep::new();
-    let sync = reply.get_type() == rustler::TermType::Ref;
     if sync {
         keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
     }
     // Reports need the MsgRefs only with a callback (or a sync waiter).
     let save_refs = want_refs && (res.keep_refs || sync);
-    let undefined = atoms::undefined().as_c_arg();
     // Walk the list: decode up to MAX_PER_CALL messages, remembering each tail.
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
@@ -170,12 +163,7 @@ fn produce_list<'a>(
         let value = d.value.map(|v| v.as_c_arg());
         let is_binary = d.binary;
         let kept_ref = msg_ref.filter(|_| save_refs);
-        s.kept.push(match (value, kept_ref) {
-            (Some(v), None) if is_binary => v,
-            (Some(v), Some(r)) if is_binary => tuple(env, &[v, r]),
-            (_, Some(r)) => tuple(env, &[undefined, r]),
-            (_, None) => undefined,
-        });
+        s.kept.push(decode::report_term(env, value, is_binary, kept_ref));
         let start = s.headers.len();
         s.headers.extend(d.headers.iter().map(|(k, v)| (unbound(k.as_slice()), v.as_ref().map(|v| unbound(v.as_slice())))));
         s.msgs.push(Pending {
@@ -200,29 +188,24 @@ fn produce_list<'a>(
     // What the reports need goes into the batch env in one copy (a copy's fixed cost is
     // larger than the few words each message adds to it).
     if !s.msgs.is_empty() {
-        let all = keep.copy_in(tuple(env, &s.kept));
+        let all = keep.copy_in(decode::tuple(env, &s.kept));
         let kept = keep.elements(all);
         keep.reserve(s.msgs.len());
         for (i, m) in s.msgs.iter().enumerate() {
-            let k = kept[i];
-            let (bytes, this) = match (m.value, m.is_binary, m.kept_ref) {
-                (Some(_), true, false) => (keep.bytes(k, true), Saved::Value(k)),
-                (Some(_), true, true) => (keep.bytes(keep.elements(k)[0], true), Saved::Pair(k)),
-                // An iolist: flattened once into the env (copied there first).
-                (Some(v), false, r) => (keep.bytes(keep.copy_in(v), false), if r { Saved::Pair(k) } else { Saved::Nothing }),
-                (None, _, true) => (None, Saved::Pair(k)),
-                (None, _, false) => (None, Saved::Nothing),
-            };
-            if m.value.is_some() && bytes.is_none() {
-                // Not iodata after all (an iolist is checked when it is flattened): refused
-                // like any bad message, with what came before it produced.
-                bad = Some(Bad::Value);
-                // SAFETY: a list cell of the caller's term, alive during the call.
-                rest = unsafe { Term::new(env, s.tails[i]) };
-                break;
+            match decode::kept_in_env(&keep, kept[i], m.value, m.is_binary, m.kept_ref) {
+                Ok(k) => {
+                    s.values.push(k.bytes);
+                    keep.push_saved(k.saved);
+                }
+                Err(b) => {
+                    // Not iodata after all (an iolist is checked when it is flattened):
+                    // refused like any bad message, with what came before it produced.
+                    bad = Some(b);
+                    // SAFETY: a list cell of the caller's term, alive during the call.
+                    rest = unsafe { Term::new(env, s.tails[i]) };
+                    break;
+                }
             }
-            s.values.push(bytes);
-            keep.push_saved(this);
         }
     }
     let n = s.values.len();
