@@ -13,9 +13,9 @@
 //! ~100 ms of a batch opening), and at teardown.
 //!
 //! Shards are picked by a per-thread index: a BEAM scheduler is one OS thread, so a
-//! shard's mutex is almost never contended. A shard also remembers the last topic its
-//! thread produced to (name and handle), so that a produce call touches no lock or
-//! counter that another thread writes.
+//! shard's mutex is almost never contended. A shard also remembers the last few topics
+//! its thread produced to (names and handles), so that a produce call touches no lock
+//! or counter that another thread writes.
 
 use crate::ledger::{BatchHandle, Counters};
 use parking_lot::Mutex;

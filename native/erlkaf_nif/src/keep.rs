@@ -49,8 +49,6 @@ pub enum Reply {
 /// order the two).
 struct SavedCell(std::cell::UnsafeCell<Saved>);
 
-const NOTHING: Saved = Saved::Nothing;
-
 /// The batch env and what was saved in it.
 pub struct Keep {
     env: *mut ErlNifEnv,
@@ -79,7 +77,7 @@ impl Keep {
     /// A keep for an open batch of `slots` messages (reports to the owner).
     pub fn with_slots(slots: usize) -> Keep {
         let mut k = Keep::new();
-        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(NOTHING))).collect();
+        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(Saved::Nothing))).collect();
         k
     }
 
@@ -104,7 +102,7 @@ impl Keep {
     /// Message `i`'s saved terms.
     pub fn saved(&self, i: usize) -> Saved {
         // SAFETY: written before the message was produced (see SavedCell).
-        self.saved.get(i).map_or(NOTHING, |c| unsafe { *c.0.get() })
+        self.saved.get(i).map_or(Saved::Nothing, |c| unsafe { *c.0.get() })
     }
 
     /// Copies `term` into the batch env (refcount bump for refc binaries).
