@@ -17,14 +17,14 @@ build: deps
 	rebar3 compile
 
 test: deps
-	cargo test --locked -p erlkaf_core
+	cargo test --locked -p erlkaf_core --features mimalloc
 	rebar3 eunit
 	rebar3 ct
 	mix test
 	$(MAKE) test-fixtures
 
 test-rust:
-	cargo test --locked -p erlkaf_core
+	cargo test --locked -p erlkaf_core --features mimalloc
 
 test-eunit:
 	rebar3 eunit
@@ -82,16 +82,16 @@ comma := ,
 BENCH_ARGS = $(if $(BROKERS),"--bootstrap"$(comma) "$(BROKERS)")
 
 bench: build
-	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
+	cargo build --release --locked -p erlkaf_core --features mimalloc --bin erlkaf-baseline
 	$(BENCH_VM) -eval 'erlkaf_bench:main([$(BENCH_ARGS)]), halt().'
 
 # criterion benches of the Rust hot paths (no BEAM), quick mode.
 bench-criterion:
-	cargo bench --locked -p erlkaf_core --bench hot_paths -- --quick
+	cargo bench --locked -p erlkaf_core --features mimalloc --bench hot_paths -- --quick
 
 # A short run of the ratio targets: fails when one is below its target.
 bench-gate: build bench-criterion
-	cargo build --release --locked -p erlkaf_core --bin erlkaf-baseline
+	cargo build --release --locked -p erlkaf_core --features mimalloc --bin erlkaf-baseline
 	$(BENCH_VM) -eval 'erlkaf_bench:main(["--quick", "--gate" $(if $(BROKERS),$(comma) $(BENCH_ARGS))]), halt().'
 
 # docs/CONFIGURATION.md is generated from the option table (a test checks it is current).

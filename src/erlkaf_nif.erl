@@ -60,9 +60,12 @@ so_path() ->
     end,
     filename:join(Priv, "liberlkaf_nif").
 
+%% The native heap (librdkafka's included) is mimalloc unless the `erlkaf' application's
+%% `allocator' setting (or the ERLKAF_ALLOCATOR environment variable) is `system' (glibc's
+%% malloc). See the README, "Performance".
 load() ->
     Path = so_path(),
-    case erlang:load_nif(Path, 0) of
+    case erlang:load_nif(Path, #{allocator => allocator()}) of
         ok ->
             ok;
         {error, {Reason, Text}} ->
@@ -70,6 +73,17 @@ load() ->
                   "(build it with `rebar3 compile` or `mix compile`; cargo is required)~n",
             error_logger:error_msg(Msg, [Path, Reason, Text]),
             {error, {load_failed, Path ++ ".so", Reason}}
+    end.
+
+allocator() ->
+    case application:get_env(erlkaf, allocator) of
+        {ok, system} -> system;
+        {ok, mimalloc} -> mimalloc;
+        _ ->
+            case os:getenv("ERLKAF_ALLOCATOR") of
+                "system" -> system;
+                _ -> mimalloc
+            end
     end.
 
 producer_new(_Name, _Props, _Owner, _Mode) -> ?NOT_LOADED.

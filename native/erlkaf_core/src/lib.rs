@@ -11,6 +11,8 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod error;
+#[cfg(feature = "mimalloc")]
+pub mod heap;
 pub mod json;
 pub mod ledger;
 pub mod message;

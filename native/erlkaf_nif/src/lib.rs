@@ -17,7 +17,7 @@ mod sink;
 use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
-/// librdkafka_version}`: counters for leak tests and diagnostics.
+/// librdkafka_version, allocator}`: counters for leak tests and diagnostics.
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
@@ -30,6 +30,7 @@ fn nif_counters(env: Env) -> Term {
         (atoms::live_mocks().encode(env), erlkaf_core::mock::live_clusters().encode(env)),
         (atoms::reapers().encode(env), erlkaf_core::reaper::running().encode(env)),
         (atoms::librdkafka_version().encode(env), erlkaf_core::client::librdkafka_version().encode(env)),
+        (atoms::allocator().encode(env), allocator().encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }
@@ -46,4 +47,38 @@ fn config_check<'a>(env: Env<'a>, scope: rustler::Atom, props: Vec<(String, Stri
     }
 }
 
-rustler::init!("erlkaf_nif");
+fn allocator() -> rustler::Atom {
+    if erlkaf_core::heap::mimalloc_in_use() {
+        atoms::mimalloc()
+    } else {
+        atoms::system()
+    }
+}
+
+/// Load info `#{allocator => mimalloc | system}` (see `erlkaf_nif:load/0`): the heap of
+/// librdkafka and of this library (native/erlkaf_core/src/heap.rs).
+fn load(env: Env, info: Term) -> bool {
+    let system = info
+        .map_get(atoms::allocator().encode(env))
+        .ok()
+        .and_then(|a| a.decode::<rustler::Atom>().ok())
+        == Some(atoms::system());
+    erlkaf_core::heap::use_mimalloc(!system);
+    pin_library();
+    true
+}
+
+/// Keeps this library mapped until the VM exits, even if the BEAM unloads the NIF:
+/// mimalloc's thread-exit hook lives in it, and every thread that allocated runs it.
+fn pin_library() {
+    // SAFETY: dladdr and dlopen with RTLD_NOLOAD only look up the already loaded library;
+    // the handle is kept on purpose (that reference is the pin).
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(pin_library as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
+        }
+    }
+}
+
+rustler::init!("erlkaf_nif", load = load);

@@ -29,7 +29,7 @@ fn args() -> (String, HashMap<String, String>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R]");
+    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--alloc system|mimalloc]");
     std::process::exit(2)
 }
 
@@ -143,6 +143,27 @@ fn produce(m: &HashMap<String, String>) {
     });
     let t0 = Instant::now();
     let mut i = 0;
+    let batch: u64 = get(m, "batch", 0);
+    if batch > 0 {
+        let mut msgs: Vec<rd::rd_kafka_message_t> = Vec::with_capacity(batch as usize);
+        while i < n {
+            let k = batch.min(n - i);
+            msgs.clear();
+            for j in 0..k {
+                // SAFETY: all-zero is a valid rd_kafka_message_t (null pointers, no error).
+                let mut msg: rd::rd_kafka_message_t = unsafe { std::mem::zeroed() };
+                msg.payload = payload.as_ptr() as *mut _;
+                msg.len = payload.len();
+                msg._private = (i + j) as usize as *mut _;
+                msgs.push(msg);
+            }
+            let good = unsafe { rd::rd_kafka_produce_batch(rkt, -1, 0, msgs.as_mut_ptr(), k as i32) };
+            i += good as u64;
+            if (good as u64) < k {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
     while i < n {
         match produce_one(rk.0, rkt, &payload, i as usize) {
             rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => i += 1,
@@ -289,6 +310,8 @@ fn consume(m: &HashMap<String, String>) {
 
 fn main() {
     let (mode, m) = args();
+    // The raw baseline runs on glibc's malloc unless `--alloc mimalloc` (erlkaf's heap).
+    erlkaf_core::heap::use_mimalloc(m.get("alloc").map(String::as_str) == Some("mimalloc"));
     match mode.as_str() {
         "produce" => produce(&m),
         "latency" => latency(&m),
