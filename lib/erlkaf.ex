@@ -22,6 +22,7 @@ defmodule Erlkaf do
   `enable_idempotence`, ...: the property name with underscores) or real names as strings
   (`"linger.ms"`), plus erlkaf's own: `delivery_report_callback` (a module implementing
   `:erlkaf_producer`, or a function of arity 3 or 2), `delivery_report_only_error`,
+  `delivery_report_priority` (`:high`, the default, `:normal` or `:low`),
   `error_callback`, `stats_callback`, `queue_buffering_overflow_strategy`
   (`:block_calling_process`, `:drop_records` or `:local_disk_queue`), `queue_buffering_overflow_timeout_ms`,
   `stop_flush_timeout_ms`, and for consumers `max_inflight_batches`, `revoke_timeout_ms`,

@@ -99,7 +99,8 @@ stop() ->
 %% @doc Creates a producer client. `Config' holds librdkafka properties (as atoms like
 %% `bootstrap_servers', or real names as binaries) and erlkaf options:
 %% `delivery_report_callback' (module or fun/2,3), `delivery_report_only_error',
-%% `stats_callback', `queue_buffering_overflow_strategy' (`block_calling_process' or
+%% `delivery_report_priority' (`high', the default, `normal' or `low'), `stats_callback',
+%% `queue_buffering_overflow_strategy' (`block_calling_process' or
 %% `drop_records'), `queue_buffering_overflow_timeout_ms' (default 30000) and
 %% `stop_flush_timeout_ms' (default 30000).
 %%

@@ -55,6 +55,8 @@ init({ClientId, Hidden}) ->
     %% backlog is not copied by every garbage collection of this process (measured: a
     %% tenth more reports per second through a callback).
     process_flag(message_queue_data, off_heap),
+    %% Reports handled as they arrive, however many processes produce (see the option).
+    process_flag(priority, maps:get(delivery_report_priority, Opts)),
     Callback = callback(maps:get(delivery_report_callback, Opts)),
     %% all: every report to the callback; errors: failures only (with their MsgRef);
     %% none: no callback, failures are logged (no MsgRef kept per message).

@@ -29,7 +29,15 @@ unknown_key_and_bad_value_type_test() ->
     ?assertEqual({error, {options, {linger_ms, {1, 2}}}}, erlkaf_config:client([{linger_ms, {1, 2}}])),
     ?assertEqual({error, {options, not_a_pair}}, erlkaf_config:client([not_a_pair])),
     ?assertEqual({error, {options, {queue_buffering_overflow_strategy, panic}}},
-                 erlkaf_config:client([{queue_buffering_overflow_strategy, panic}])).
+                 erlkaf_config:client([{queue_buffering_overflow_strategy, panic}])),
+    ?assertEqual({error, {options, {delivery_report_priority, max}}},
+                 erlkaf_config:client([{delivery_report_priority, max}])).
+
+delivery_report_priority_is_high_unless_set_test() ->
+    {ok, _, Default} = erlkaf_config:client([]),
+    ?assertEqual(high, maps:get(delivery_report_priority, Default)),
+    {ok, _, Normal} = erlkaf_config:client([{delivery_report_priority, normal}]),
+    ?assertEqual(normal, maps:get(delivery_report_priority, Normal)).
 
 topic_config_refuses_client_keys_test() ->
     ?assertEqual({ok, [{<<"request.required.acks">>, <<"1">>}]},

@@ -169,6 +169,22 @@ t_delivery_report_only_error_filters_successes(Config) ->
     %% Errors still come: an unknown partition fails at delivery for a topic not yet known.
     ok = erlkaf:stop_client(only_err).
 
+t_delivery_report_priority(Config) ->
+    T = ?config(topic, Config),
+    Check = fun(C, Opts, Expected) ->
+        erlkaf_test_lib:reporting_producer(C, Config, Opts),
+        {ok, producer, _, Pid, _} = erlkaf_registry:lookup(C),
+        ?assertEqual({priority, Expected}, process_info(Pid, priority)),
+        {ok, Ref} = erlkaf:produce(C, T, <<"k">>, <<"v">>),
+        receive {dr, C, Ref, ok, _} -> ok after 10000 -> ct:fail({no_report, C}) end,
+        ok = erlkaf:stop_client(C)
+    end,
+    Check(prio_default, [], high),
+    Check(prio_normal, [{delivery_report_priority, normal}], normal),
+    ?assertEqual({error, {options, {delivery_report_priority, urgent}}},
+                 erlkaf:create_producer(prio_bad, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                                   {delivery_report_priority, urgent}])).
+
 t_delivery_report_2_forms(Config) ->
     T = ?config(topic, Config), Self = self(),
     ok = erlkaf:create_producer(dr2, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
