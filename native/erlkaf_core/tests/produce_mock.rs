@@ -186,6 +186,87 @@ fn queue_full_refuses_the_rest_and_says_where() {
     assert_eq!(errs, 10);
 }
 
+/// Partitioner-chosen messages mixed with headers, a timestamp, a second topic, null keys
+/// and values and a large value: every message is reported once, with its own key and value.
+#[test]
+fn mixed_batch_to_the_partitioner_is_reported_once_per_message() {
+    let mock = MockCluster::new(1).unwrap();
+    let (p, rx) = producer(&mock, &[("message.max.bytes", "20000")]);
+    let n = 3000;
+    let keep: Keep = (0..n).map(|i| if i == 2500 { vec![7u8; 19_500] } else { format!("v{i}").into_bytes() }).collect();
+    let values = keep.clone();
+    let vals = borrow(&keep);
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("k{i}").into_bytes()).collect();
+    let hdrs = [(&b"h"[..], Some(&b"1"[..]))];
+    let msgs: Vec<OutMessage> = (0..n)
+        .map(|i| OutMessage {
+            topic: if i % 700 == 3 { b"runs-b" } else { b"runs-a" },
+            partition: -1,
+            key: if i % 3 == 0 { None } else { Some(&keys[i][..]) },
+            value: if i == 10 { None } else { Some(vals[i]) },
+            headers: if i % 500 == 7 { &hdrs } else { &[] },
+            timestamp: if i == 11 { 1_600_000_000_000 } else { 0 },
+        })
+        .collect();
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!((out.accepted, out.error), (n, None));
+    let mut reports = collect(&rx, n);
+    reports.sort_by_key(|r| r.index);
+    assert_eq!(reports.iter().map(|r| r.index).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+    for (i, r) in reports.iter().enumerate() {
+        assert!(r.err.is_ok(), "{i}: {:?}", r.err);
+        assert_eq!(r.value.as_deref(), if i == 10 { None } else { Some(&values[i][..]) }, "{i}");
+        assert_eq!(r.key.as_deref(), if i % 3 == 0 { None } else { Some(&keys[i][..]) }, "{i}");
+        assert_eq!(r.headers.is_some(), i % 500 == 7, "{i}");
+    }
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    assert_eq!(p.shared().counters().live_batches(), 0);
+}
+
+/// With the partitioner choosing too, the batch stops at the first message librdkafka
+/// refuses and the rest is not produced: the accepted count says where.
+#[test]
+fn queue_full_with_partitioner_refuses_the_rest() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.broker_down(-1).unwrap();
+    let (p, rx) = producer(&mock, &[("queue.buffering.max.messages", "10")]);
+    let keep: Keep = (0..25).map(|i| vec![i as u8; 100]).collect();
+    let vals = borrow(&keep);
+    let msgs: Vec<OutMessage> = vals
+        .iter()
+        .map(|v| OutMessage { topic: b"t3ua", partition: -1, key: None, value: Some(v), headers: &[], timestamp: 0 })
+        .collect();
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!((out.accepted, out.error), (10, Some(Error::Kafka(ErrorCode::QUEUE_FULL))));
+    let rep = p.shutdown(Duration::from_millis(200)).unwrap();
+    assert_eq!(rep.unreported, 0);
+    let mut errs = 0;
+    while let Ok(Msg::Reports(r)) = rx.recv_timeout(Duration::from_secs(5)) {
+        errs += r.len();
+    }
+    assert_eq!(errs, 10);
+    assert_eq!(p.shared().counters().live_batches(), 0);
+}
+
+/// A value too large for `message.max.bytes` fails at its own index; the messages before
+/// it were produced.
+#[test]
+fn too_large_value_fails_at_its_index() {
+    let mock = MockCluster::new(1).unwrap();
+    let (p, rx) = producer(&mock, &[("message.max.bytes", "10000")]);
+    let keep: Keep = (0..20).map(|i| if i == 12 { vec![1u8; 20_000] } else { vec![2u8; 10] }).collect();
+    let vals = borrow(&keep);
+    let msgs: Vec<OutMessage> = vals
+        .iter()
+        .map(|v| OutMessage { topic: b"big", partition: -1, key: None, value: Some(v), headers: &[], timestamp: 0 })
+        .collect();
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!((out.accepted, out.error), (12, Some(Error::Kafka(ErrorCode(10)))) /* MSG_SIZE_TOO_LARGE */);
+    assert_eq!(collect(&rx, 12).len(), 12);
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    assert_eq!(p.shared().counters().live_batches(), 0);
+}
+
 #[test]
 fn create_topic_twice_and_bad_config() {
     let mock = MockCluster::new(1).unwrap();
