@@ -25,6 +25,24 @@ const TAG: usize = 0xE71C_AF5A_110C_8EED;
 
 static MIMALLOC: AtomicBool = AtomicBool::new(true);
 
+/// `mi_option_arena_eager_commit` in the mimalloc (v3) of the libmimalloc-sys version
+/// pinned in Cargo.toml (the crate has no constant for it).
+const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
+
+/// Runs when the library is loaded, before anything allocates through it.
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE: extern "C" fn() = configure;
+
+extern "C" fn configure() {
+    // Arenas committed as they are used: committed eagerly, they showed up as 57 MiB more
+    // RSS than glibc in `make soak-ci` (15-20 MiB more without; same throughput). An
+    // immediate purge (purge_delay 0) would match glibc's RSS but cost a fifth of the
+    // produce_batch throughput in madvise calls.
+    // SAFETY: sets a plain option value.
+    unsafe { mi::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+}
+
 /// New blocks come from mimalloc (`true`, the default) or glibc (`false`). Blocks already
 /// handed out are freed by whichever allocator made them, so this can change at any time.
 pub fn use_mimalloc(on: bool) {
