@@ -90,6 +90,30 @@ t_batch_dispatch(Config) ->
     Seen = collect(Tag, 400),
     check_order(Seen).
 
+%% Values of every size class the consumer builds differently (none, empty, heap binary,
+%% shared 4 KiB chunks, a binary of their own) arrive intact, in order, in one partition.
+t_values_of_every_size_arrive_intact(Config) ->
+    Sizes = [0, 1, 64, 65, 100, 1000, 1024, 1025, 4096, 5000, 70, 3000, 2000, 900, 65, 64, 20000],
+    Values = [undefined | [iolist_to_binary([integer_to_binary(I), ":", binary:copy(<<(I rem 251)>>, N)]) || {I, N} <- lists:zip(lists:seq(1, 3 * length(Sizes)), Sizes ++ Sizes ++ Sizes)]],
+    {ok, _} = erlkaf:produce_batch(?config(producer, Config), ?config(topic, Config),
+                                   [#{key => <<"k">>, value => V, partition => 2} || V <- Values]),
+    ok = erlkaf:flush(?config(producer, Config), 10000),
+    Tag = make_ref(),
+    ok = erlkaf:create_consumer_group(g1, ?config(group, Config),
+                                      [{?config(topic, Config), [{callback_module, erlkaf_test_handler},
+                                                                {callback_args, #{pid => self(), tag => Tag}},
+                                                                {dispatch_mode, {batch, 1000}}]}],
+                                      client_config(Config), [{auto_offset_reset, earliest}]),
+    Got = receive_values(Tag, length(Values), []),
+    ?assertEqual(Values, Got).
+
+receive_values(_Tag, 0, Acc) ->
+    lists:reverse(Acc);
+receive_values(Tag, N, Acc) ->
+    receive {batch, Tag, Ms} -> receive_values(Tag, N - length(Ms), lists:reverse([V || {_, _, _, V} <- Ms], Acc))
+    after 30000 -> ct:fail({missing, N})
+    end.
+
 t_handler_errors_and_crashes_are_retried(Config) ->
     produce(Config, 200),
     Tag = make_ref(),
