@@ -150,40 +150,47 @@ fn null_key_and_tombstone() {
     assert_eq!((r[0].key.clone(), r[0].value.clone()), (None, None));
 }
 
+/// Values with no key, headers or timestamp, to `topic` and `partition`.
+fn plain<'a>(topic: &'a [u8], partition: i32, vals: &[&'a [u8]]) -> Vec<OutMessage<'a>> {
+    vals.iter()
+        .map(|v| OutMessage { topic, partition, key: None, value: Some(v), headers: &[], timestamp: 0 })
+        .collect()
+}
+
+/// A full queue stops the batch at the first refused message (to a partition or with the
+/// partitioner choosing); the rest is not produced and the accepted count says where.
 #[test]
 fn queue_full_refuses_the_rest_and_says_where() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.broker_down(-1).unwrap();
-    let (p, rx) = producer(&mock, &[("queue.buffering.max.messages", "10")]);
-    let keep: Keep = (0..25).map(|i| vec![i as u8; 100]).collect();
-    let vals = borrow(&keep);
-    let msgs: Vec<OutMessage> = vals
-        .iter()
-        .map(|v| OutMessage { topic: b"t3", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 })
-        .collect();
-    let out = unsafe { p.shared().produce(keep, &msgs) };
-    assert_eq!(out.accepted, 10);
-    assert_eq!(out.error, Some(Error::Kafka(ErrorCode::QUEUE_FULL)));
-    // Stop with the broker down: the 10 accepted are purged and each gets an error report.
-    let rep = p.shutdown(Duration::from_millis(200)).unwrap();
-    assert!(!rep.flushed);
-    assert_eq!(rep.unreported, 0);
-    let mut errs = 0;
-    let mut stopped = false;
-    while let Ok(m) = rx.recv_timeout(Duration::from_secs(5)) {
-        match m {
-            Msg::Reports(r) => {
-                errs += r.iter().filter(|r| !r.err.is_ok()).count();
-                assert!(r.iter().all(|r| !r.err.is_ok()));
-            }
-            Msg::Stopped(_) => {
-                stopped = true;
-                break;
+    for (topic, partition) in [(&b"t3"[..], 0), (&b"t3ua"[..], -1)] {
+        let mock = MockCluster::new(1).unwrap();
+        mock.broker_down(-1).unwrap();
+        let (p, rx) = producer(&mock, &[("queue.buffering.max.messages", "10")]);
+        let keep: Keep = (0..25).map(|i| vec![i as u8; 100]).collect();
+        let msgs = plain(topic, partition, &borrow(&keep));
+        let out = unsafe { p.shared().produce(keep, &msgs) };
+        assert_eq!((out.accepted, out.error), (10, Some(Error::Kafka(ErrorCode::QUEUE_FULL))));
+        // Stop with the broker down: the 10 accepted are purged and each gets an error report.
+        let rep = p.shutdown(Duration::from_millis(200)).unwrap();
+        assert!(!rep.flushed);
+        assert_eq!(rep.unreported, 0);
+        let mut errs = 0;
+        let mut stopped = false;
+        while let Ok(m) = rx.recv_timeout(Duration::from_secs(5)) {
+            match m {
+                Msg::Reports(r) => {
+                    errs += r.iter().filter(|r| !r.err.is_ok()).count();
+                    assert!(r.iter().all(|r| !r.err.is_ok()));
+                }
+                Msg::Stopped(_) => {
+                    stopped = true;
+                    break;
+                }
             }
         }
+        assert!(stopped);
+        assert_eq!(errs, 10);
+        assert_eq!(p.shared().counters().live_batches(), 0);
     }
-    assert!(stopped);
-    assert_eq!(errs, 10);
 }
 
 /// Partitioner-chosen messages mixed with headers, a timestamp, a second topic, null keys
@@ -223,31 +230,6 @@ fn mixed_batch_to_the_partitioner_is_reported_once_per_message() {
     assert_eq!(p.shared().counters().live_batches(), 0);
 }
 
-/// With the partitioner choosing too, the batch stops at the first message librdkafka
-/// refuses and the rest is not produced: the accepted count says where.
-#[test]
-fn queue_full_with_partitioner_refuses_the_rest() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.broker_down(-1).unwrap();
-    let (p, rx) = producer(&mock, &[("queue.buffering.max.messages", "10")]);
-    let keep: Keep = (0..25).map(|i| vec![i as u8; 100]).collect();
-    let vals = borrow(&keep);
-    let msgs: Vec<OutMessage> = vals
-        .iter()
-        .map(|v| OutMessage { topic: b"t3ua", partition: -1, key: None, value: Some(v), headers: &[], timestamp: 0 })
-        .collect();
-    let out = unsafe { p.shared().produce(keep, &msgs) };
-    assert_eq!((out.accepted, out.error), (10, Some(Error::Kafka(ErrorCode::QUEUE_FULL))));
-    let rep = p.shutdown(Duration::from_millis(200)).unwrap();
-    assert_eq!(rep.unreported, 0);
-    let mut errs = 0;
-    while let Ok(Msg::Reports(r)) = rx.recv_timeout(Duration::from_secs(5)) {
-        errs += r.len();
-    }
-    assert_eq!(errs, 10);
-    assert_eq!(p.shared().counters().live_batches(), 0);
-}
-
 /// A value too large for `message.max.bytes` fails at its own index; the messages before
 /// it were produced.
 #[test]
@@ -255,11 +237,7 @@ fn too_large_value_fails_at_its_index() {
     let mock = MockCluster::new(1).unwrap();
     let (p, rx) = producer(&mock, &[("message.max.bytes", "10000")]);
     let keep: Keep = (0..20).map(|i| if i == 12 { vec![1u8; 20_000] } else { vec![2u8; 10] }).collect();
-    let vals = borrow(&keep);
-    let msgs: Vec<OutMessage> = vals
-        .iter()
-        .map(|v| OutMessage { topic: b"big", partition: -1, key: None, value: Some(v), headers: &[], timestamp: 0 })
-        .collect();
+    let msgs = plain(b"big", -1, &borrow(&keep));
     let out = unsafe { p.shared().produce(keep, &msgs) };
     assert_eq!((out.accepted, out.error), (12, Some(Error::Kafka(ErrorCode(10)))) /* MSG_SIZE_TOO_LARGE */);
     assert_eq!(collect(&rx, 12).len(), 12);
