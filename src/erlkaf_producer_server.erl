@@ -58,11 +58,14 @@ init({ClientId, Hidden}) ->
     %% Reports handled as they arrive, however many processes produce (see the option).
     process_flag(priority, maps:get(delivery_report_priority, Opts)),
     Callback = callback(maps:get(delivery_report_callback, Opts)),
-    %% all: every report to the callback; errors: failures only (with their MsgRef);
-    %% none: no callback, failures are logged (no MsgRef kept per message).
+    %% all: every report to the callback; values: the same without MsgRefs (a callback of
+    %% arity 2 has no use for them, and keeping one per message costs a copy each way);
+    %% errors: failures only (with their MsgRef); none: no callback, failures are logged
+    %% (no MsgRef kept per message).
     Mode = case {Callback, maps:get(delivery_report_only_error, Opts)} of
         {undefined, _} -> none;
         {_, true} -> errors;
+        {{function, F}, false} when is_function(F, 2) -> values;
         {_, false} -> all
     end,
     Name = atom_to_binary(ClientId, utf8),

@@ -191,7 +191,23 @@ t_delivery_report_2_forms(Config) ->
                                       {delivery_report_callback, fun(S, M) -> Self ! {dr2, S, M} end}]),
     {ok, _} = erlkaf:produce(dr2, T, <<"k">>, <<"v2">>),
     receive {dr2, ok, #erlkaf_msg{value = <<"v2">>}} -> ok after 10000 -> ct:fail(no_report) end,
-    ok = erlkaf:stop_client(dr2).
+    ok = erlkaf:stop_client(dr2),
+    %% A module with delivery_report/2 only: no MsgRef is kept for its reports, every
+    %% value still comes back (binaries small and large, an iolist, null).
+    persistent_term:put({?MODULE, dr2}, Self),
+    ok = erlkaf:create_producer(dr2m, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
+                                       {delivery_report_callback, ?MODULE}]),
+    Big = binary:copy(<<"b">>, 300),
+    Values = [<<"small">>, Big, [<<"io">>, "list"], undefined],
+    {ok, _} = erlkaf:produce(dr2m, T, <<"k">>, Big),
+    {ok, _} = erlkaf:produce_batch(dr2m, T, [{<<"k">>, V} || V <- Values]),
+    Got = [receive {dr2m, ok, #erlkaf_msg{value = V}} -> V after 10000 -> ct:fail(no_report) end || _ <- [x | Values]],
+    ?assertEqual(lists:sort([Big, <<"small">>, Big, <<"iolist">>, undefined]), lists:sort(Got)),
+    ok = erlkaf:stop_client(dr2m).
+
+%% The callback module of t_delivery_report_2_forms (arity 2 only).
+delivery_report(Status, Msg) ->
+    persistent_term:get({?MODULE, dr2}) ! {dr2m, Status, Msg}.
 
 t_seed_producer_example_runs(Config) ->
     {ok, Text} = file:read_file(filename:join(?config(data_dir, Config), "seed_producer_example.erl.txt")),

@@ -35,6 +35,7 @@ rustler::atoms! {
     topic,
     all,
     errors,
+    values,
     none,
     live_batches,
     outstanding,

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 const MAX_PER_CALL: usize = 4096;
 const TIME_SLICE: Duration = Duration::from_micros(600);
 
-/// `(ClientName, [{Name, Value}], Owner, all | errors | none) -> {ok, Res} | {error, Reason}`:
-/// every report, failures only, or failures only without their MsgRef (no callback).
+/// `(ClientName, [{Name, Value}], Owner, all | values | errors | none) -> {ok, Res} |
+/// {error, Reason}`: every report, every report without its MsgRef (a callback of arity
+/// 2), failures only, or failures only without their MsgRef (no callback).
 /// Dirty IO: `rd_kafka_new` starts threads and resolves nothing, but can take milliseconds.
 #[rustler::nif(schedule = "DirtyIo")]
 fn producer_new<'a>(env: Env<'a>, name: String, props: Vec<(String, String)>, owner: LocalPid, mode: Atom) -> Term<'a> {
-    let keep_refs = mode != atoms::none();
-    let mode = if mode == atoms::all() { ReportMode::All } else { ReportMode::Errors };
+    let keep_refs = mode == atoms::all() || mode == atoms::errors();
+    let mode = if mode == atoms::all() || mode == atoms::values() { ReportMode::All } else { ReportMode::Errors };
     let sink = Box::new(NifSink::new(owner, mode));
     match Producer::new(&name, &Properties(props), sink) {
         Ok(p) => (atoms::ok(), ResourceArc::new(ProducerRes { producer: p, keep_refs })).encode(env),
