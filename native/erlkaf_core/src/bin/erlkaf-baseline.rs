@@ -29,7 +29,7 @@ fn args() -> (String, HashMap<String, String>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--alloc system|mimalloc]");
+    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--alloc system|mimalloc]");
     std::process::exit(2)
 }
 
@@ -171,13 +171,28 @@ fn produce(m: &HashMap<String, String>) {
             }
         }
     }
-    while i < n {
-        match produce_one(rk.0, rkt, &payload, i as usize) {
-            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => i += 1,
-            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => std::thread::sleep(Duration::from_micros(200)),
-            e => panic!("produce failed: {e:?}"),
+    // --threads T: T threads produce n/T messages each (what two schedulers producing at
+    // once cost librdkafka, against one thread).
+    let threads: u64 = get(m, "threads", 1).max(1);
+    let per = (n - i) / threads;
+    let rkt_addr = rkt as usize;
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let (rk, payload) = (&rk, &payload);
+            sc.spawn(move || {
+                let mut j = 0;
+                while j < per {
+                    match produce_one(rk.0, rkt_addr as *mut _, payload, (t * per + j) as usize) {
+                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => j += 1,
+                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => std::thread::sleep(Duration::from_micros(200)),
+                        e => panic!("produce failed: {e:?}"),
+                    }
+                }
+            });
         }
-    }
+    });
+    i += per * threads;
+    let n = i;
     while done.load(Ordering::Relaxed) < n {
         std::thread::sleep(Duration::from_micros(200));
     }
