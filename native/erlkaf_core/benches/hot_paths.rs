@@ -1,11 +1,30 @@
-//! Hot paths that run without a BEAM: building a client conf, the batch ledger (create a
-//! batch, hand out and release every slot), and the error-name table.
+//! Hot paths that run without a BEAM:
+//! - building a client conf, the error-name table;
+//! - the batch ledger (create a batch, hand out and release every slot) and the open
+//!   batches of single-message produce calls (take a slot, release it);
+//! - produce into librdkafka's mock cluster (in this process) until every delivery report
+//!   was drained by the pump and handed to a sink in per-round batches, as one batch and
+//!   as single-message calls through the open batches;
+//! - fetched messages from the mock cluster to a consumer sink, grouped per partition
+//!   and acknowledged (offsets stored), as the NIF's consumer pump does.
+//!
+//! The broker benches fail (panic) when a report is an error or does not come: a bench
+//! that measured a broken path would report a meaningless speed.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use erlkaf_core::config::Properties;
+use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink, Shared as ConsumerShared};
 use erlkaf_core::ledger::{BatchHandle, Counters, Releases};
-use erlkaf_core::ErrorCode;
-use std::sync::Arc;
+use erlkaf_core::message::MessageView;
+use erlkaf_core::mock::MockCluster;
+use erlkaf_core::open::{OpenBatches, SlotUse, CAPACITY};
+use erlkaf_core::producer::{OutMessage, Producer, ShutdownReport};
+use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
+use erlkaf_core::tpl::TopicPartition;
+use erlkaf_core::{Error, ErrorCode};
+use parking_lot::{Condvar, Mutex};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 fn config(c: &mut Criterion) {
     let props = Properties::new([
@@ -34,11 +53,304 @@ fn ledger(c: &mut Criterion) {
             })
         });
     }
+    assert_eq!(counters.double_releases.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// The bookkeeping of one `produce/4` call: a slot of this thread's open batch (the topic
+/// found in the shard's cache), later released by its report.
+fn open_batches(c: &mut Criterion) {
+    let counters = Arc::new(Counters::default());
+    let open: OpenBatches<Vec<u8>> = OpenBatches::new(counters.clone());
+    let mut opaques: Vec<usize> = Vec::with_capacity(CAPACITY * 16);
+    let mut g = c.benchmark_group("open batches");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000 single-message slots taken, then released", |b| {
+        b.iter(|| {
+            for _ in 0..1000 {
+                let o = open
+                    .with_slot(b"bench", |cached| Ok::<usize, ()>(cached.unwrap_or(1)), || vec![0u8; 16], |_rkt, _keep, _i, opaque| {
+                        SlotUse::Produced(opaque as usize, 100)
+                    })
+                    .unwrap();
+                opaques.push(o);
+            }
+            let mut released = Releases::default();
+            for o in opaques.drain(..) {
+                // SAFETY: each slot released once, while its batch lives.
+                unsafe { released.release::<Vec<u8>>(o as *mut _) };
+            }
+        })
+    });
+    g.finish();
+    open.close_all();
+    assert_eq!(counters.outstanding(), 0, "every slot taken was released");
+    assert_eq!(counters.live_batches(), 0, "every batch freed");
 }
 
 fn error_names(c: &mut Criterion) {
     c.bench_function("error code to name", |b| b.iter(|| black_box(ErrorCode(black_box(-184)).name())));
 }
 
-criterion_group!(benches, config, ledger, error_names);
+// ---------------------------------------------------------------------------------------
+// Against the in-process mock cluster.
+
+const PARTITIONS: i32 = 4;
+const PAYLOADS: usize = 1000;
+
+/// The payloads every produce bench sends (each message its own buffer, as applications
+/// have them). The batch keeps hold of them through the Arc.
+type Payloads = Arc<Vec<Vec<u8>>>;
+
+fn payloads(size: usize) -> Payloads {
+    Arc::new((0..PAYLOADS).map(|i| vec![(i % 251) as u8; size]).collect())
+}
+
+/// A slice of `p` that lives as long as the Arc does (the batch holds a clone).
+fn unbound(p: &Payloads, i: usize) -> &'static [u8] {
+    let v = &p[i % PAYLOADS];
+    // SAFETY: the buffers never move or change while any clone of the Arc lives, and
+    // the batch given this slice keeps a clone until its last report.
+    unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }
+}
+
+/// Reports seen by a [`Counting`] sink.
+#[derive(Default)]
+struct Tally {
+    state: Mutex<(u64, u64)>, // (reported, failed)
+    cv: Condvar,
+}
+
+impl Tally {
+    /// Waits until `n` reports in total were seen; panics on a failed report or after 30 s.
+    fn wait(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut st = self.state.lock();
+        while st.0 < n {
+            assert!(!self.cv.wait_until(&mut st, deadline).timed_out(), "only {} of {n} reports in 30 s", st.0);
+        }
+        assert_eq!(st.1, 0, "failed delivery reports");
+    }
+}
+
+/// Counts delivery reports (one lock per pump round, as the NIF sends one message).
+struct Counting(Arc<Tally>);
+
+impl<K> Sink<K> for Counting {
+    fn deliveries(&mut self, reports: &[Delivery<'_, K>]) {
+        let failed = reports.iter().filter(|d| !d.error().is_ok()).count() as u64;
+        let mut st = self.0.state.lock();
+        st.0 += reports.len() as u64;
+        st.1 += failed;
+        self.0.cv.notify_all();
+    }
+    fn event(&mut self, _e: ClientEvent<'_>) {}
+    fn stopped(&mut self, _r: &ShutdownReport) {}
+}
+
+fn mock_cluster() -> MockCluster {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("bench", PARTITIONS, 1).expect("topic");
+    mock
+}
+
+fn producer<K: Send + Sync + 'static>(mock: &MockCluster, tally: &Arc<Tally>) -> Producer<K> {
+    // The configuration of the Erlang-side benchmark (bench/erlkaf_bench.erl).
+    let props = Properties::new([
+        ("bootstrap.servers", mock.bootstrap_servers()),
+        ("linger.ms", "5"),
+        ("acks", "1"),
+        ("queue.buffering.max.messages", QUEUED_MAX.to_string().as_str()),
+    ]);
+    Producer::new("bench", &props, Box::new(Counting(tally.clone()))).expect("producer")
+}
+
+/// Runs `produce()` (which hands n messages to librdkafka) `iters` times, then waits
+/// until every report was drained. The last reports' wait (linger, round trip) is paid once
+/// per sample: criterion's slope over samples of different sizes leaves it out.
+fn timed(tally: &Tally, sent: &mut u64, iters: u64, n: u64, mut produce: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        // Within librdkafka's queue limit (QUEUED_MAX messages).
+        tally.wait(sent.saturating_sub(QUEUED_MAX / 2));
+        produce();
+        *sent += n;
+    }
+    tally.wait(*sent);
+    start.elapsed()
+}
+
+/// `queue.buffering.max.messages` of the bench producers.
+const QUEUED_MAX: u64 = 1_000_000;
+
+fn produce_mock(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let mock = mock_cluster();
+    let mut g = c.benchmark_group("produce into the mock cluster, until reported");
+    g.throughput(Throughput::Elements(N as u64));
+    g.measurement_time(Duration::from_secs(3));
+    for size in [100usize, 1024] {
+        let values = payloads(size);
+
+        let tally = Arc::new(Tally::default());
+        let p: Producer<Payloads> = producer(&mock, &tally);
+        let mut sent = 0;
+        g.bench_with_input(BenchmarkId::new("one batch of 10k", size), &size, |b, _| {
+            b.iter_custom(|iters| {
+                timed(&tally, &mut sent, iters, N as u64, || {
+                    let msgs = |i: usize| OutMessage {
+                        topic: b"bench",
+                        partition: -1,
+                        key: None,
+                        value: Some(unbound(&values, i)),
+                        headers: &[],
+                        timestamp: 0,
+                    };
+                    // SAFETY: every value points into `values`, which the batch keeps.
+                    let out = unsafe { p.shared().produce_with(values.clone(), N, msgs) };
+                    assert_eq!((out.accepted, out.error), (N, None));
+                })
+            })
+        });
+        assert_eq!(p.shutdown(Duration::from_secs(10)).map(|r| r.unreported), Some(0));
+
+        let tally = Arc::new(Tally::default());
+        let p: Producer<Payloads> = producer(&mock, &tally);
+        let mut sent = 0;
+        g.bench_with_input(BenchmarkId::new("10k single-message calls (open batches)", size), &size, |b, _| {
+            b.iter_custom(|iters| {
+                timed(&tally, &mut sent, iters, N as u64, || {
+                    for i in 0..N {
+                        let m = OutMessage { topic: b"bench", partition: -1, key: None, value: None, headers: &[], timestamp: 0 };
+                        // SAFETY: the value points into `values`, which the batch keeps.
+                        let r = unsafe { p.shared().produce_open(&m, || values.clone(), |_k, _i| Ok::<_, ()>(Some(unbound(&values, i)))) };
+                        assert!(r.is_ok());
+                    }
+                })
+            })
+        });
+        assert_eq!(p.shutdown(Duration::from_secs(10)).map(|r| r.unreported), Some(0));
+    }
+    g.finish();
+}
+
+/// What a [`Fetching`] sink saw.
+#[derive(Default)]
+struct Fetched {
+    state: Mutex<FetchState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct FetchState {
+    messages: u64,
+    batches: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    out_of_order: u64,
+    next: std::collections::HashMap<i32, i64>,
+}
+
+/// Acknowledges every batch at once (offsets stored, credit back), as a handler that
+/// finished would; checks offsets come in order per partition.
+struct Fetching {
+    seen: Arc<Fetched>,
+    consumer: Arc<OnceLock<Arc<ConsumerShared>>>,
+}
+
+impl ConsumerSink for Fetching {
+    fn messages(&mut self, topic: &str, partition: i32, msgs: &[MessageView<'_>]) {
+        let now = Instant::now();
+        let last = msgs[msgs.len() - 1].offset();
+        {
+            let mut st = self.seen.state.lock();
+            let expected = st.next.get(&partition).copied().unwrap_or(0);
+            if msgs[0].offset() != expected || last - msgs[0].offset() + 1 != msgs.len() as i64 {
+                st.out_of_order += 1;
+            }
+            st.next.insert(partition, last + 1);
+            st.messages += msgs.len() as u64;
+            st.batches += 1;
+            st.first.get_or_insert(now);
+            st.last = Some(now);
+            self.seen.cv.notify_all();
+        }
+        if let Some(c) = self.consumer.get() {
+            match c.ack(topic, partition, last + 1) {
+                // The bench stops the consumer once it has seen every message.
+                Ok(()) | Err(Error::ClientStopped) => {}
+                Err(e) => panic!("ack: {e:?}"),
+            }
+        }
+    }
+    fn assigned(&mut self, _parts: &[TopicPartition]) {}
+    fn revoked(&mut self, _parts: &[TopicPartition], generation: u64) {
+        if let Some(c) = self.consumer.get() {
+            c.revoke_done(generation);
+        }
+    }
+    fn consume_error(&mut self, topic: &str, partition: i32, code: ErrorCode, reason: &str) {
+        panic!("consume error on {topic}/{partition}: {code:?} {reason}");
+    }
+    fn event(&mut self, _e: ClientEvent<'_>) {}
+    fn tick(&mut self) {}
+    fn stopped(&mut self) {}
+}
+
+fn consume_mock(c: &mut Criterion) {
+    const N: u64 = 50_000;
+    let mock = mock_cluster();
+    mock.set_group_initial_rebalance_delay(0);
+    // The backlog every consumer reads from the start.
+    let tally = Arc::new(Tally::default());
+    let p: Producer<Payloads> = producer(&mock, &tally);
+    let values = payloads(100);
+    let msgs = |i: usize| OutMessage { topic: b"bench", partition: -1, key: None, value: Some(unbound(&values, i)), headers: &[], timestamp: 0 };
+    // SAFETY: every value points into `values`, which the batch keeps.
+    let out = unsafe { p.shared().produce_with(values.clone(), N as usize, msgs) };
+    assert_eq!((out.accepted, out.error), (N as usize, None));
+    tally.wait(N);
+    drop(p);
+
+    let mut g = c.benchmark_group("consume from the mock cluster");
+    g.throughput(Throughput::Elements(N));
+    g.measurement_time(Duration::from_secs(3));
+    let mut group = 0;
+    g.bench_function("50k x 100 B fetched, batched per partition and acknowledged", |b| {
+        b.iter_custom(|iters| {
+            // Timed from the first fetched message to the last: joining the group is not
+            // what this measures.
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                group += 1;
+                let props = Properties::new([
+                    ("bootstrap.servers", mock.bootstrap_servers().to_string()),
+                    ("group.id", format!("bench-{group}")),
+                    ("auto.offset.reset", "earliest".to_string()),
+                    // As the Erlang-side benchmark: the mock answers a fetch with nothing
+                    // new only after this wait.
+                    ("fetch.wait.max.ms", "10".to_string()),
+                ]);
+                let seen = Arc::new(Fetched::default());
+                let handle = Arc::new(OnceLock::new());
+                let sink = Fetching { seen: seen.clone(), consumer: handle.clone() };
+                let consumer =
+                    Consumer::new("bench", &props, &["bench".to_string()], ConsumerOptions::default(), Box::new(sink)).expect("consumer");
+                let _ = handle.set(consumer.shared().clone());
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut st = seen.state.lock();
+                while st.messages < N {
+                    assert!(!seen.cv.wait_until(&mut st, deadline).timed_out(), "only {} of {N} messages in 30 s", st.messages);
+                }
+                assert_eq!((st.messages, st.out_of_order), (N, 0), "every message once, in order");
+                total += st.last.unwrap() - st.first.unwrap();
+                drop(st);
+                consumer.shutdown();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, config, ledger, open_batches, error_names, produce_mock, consume_mock);
 criterion_main!(benches);
