@@ -21,6 +21,7 @@ scenario(Name, Args, BenchArgs) ->
     R = case {Name, Args} of
         {latency, [N]} -> latency(Ctx, N);
         {produce_callback, [N, Size]} -> produce_callback(Ctx, N, Size);
+        {produce_callback_only, [N, Size, Rounds]} -> produce_callback_only(Ctx, N, Size, Rounds);
         {produce_batch, [N, Size]} -> produce_batch(Ctx, N, Size);
         {produce_scaling, [N, Procs]} -> produce_scaling(Ctx, N, Procs);
         {memory, [N]} -> memory(Ctx, N);
@@ -136,6 +137,19 @@ produce_callback(Ctx, N, Size) ->
     end),
     progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(Raw)]),
     [{produce_callback_100b, Figures#{health => Health}}].
+
+%% erlkaf's side of produce_callback alone, Rounds times (for a profiler: no raw run
+%% between rounds). Returns each round's rate.
+produce_callback_only(Ctx, N, Size, Rounds) ->
+    V = list_to_tuple(payloads(1000, Size)),
+    [begin
+         counter_reset(),
+         C = producer(Ctx, bench_cb, [{delivery_report_callback, ?MODULE}]),
+         {Secs, _} = measure(fun() -> produce_loop(C, V, N), wait_count(N) end),
+         ok = erlkaf:stop_client(C),
+         progress("produce/4 + delivery_report/3: ~w msg/s", [round(N / Secs)]),
+         round(N / Secs)
+     end || _ <- lists:seq(1, Rounds)].
 
 %% Throughput ratios: erlkaf and the raw producer take turns, ?ROUNDS times each, and
 %% each keeps its best round. Noise on a shared machine only ever slows a round down, so

@@ -88,6 +88,31 @@ t_batch_forms(Config) ->
      {ok, #erlkaf_msg{key = undefined, value = undefined}},
      {ok, #erlkaf_msg{value = <<"m">>, headers = [{<<"h">>, <<"v">>}]}}] = [maps:get(R, Got) || R <- Refs].
 
+%% Report values of every size class (heap binaries, values copied into shared binaries,
+%% refc binaries), as binaries and iolists, through produce/4 and produce_batch: each
+%% report carries its own message's value, also where runs of values cross the shared
+%% binaries' boundaries.
+t_report_values_of_every_size_class(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Sizes = [0, 1, 64, 65, 100, 700, 1024, 1025, 4000, 5000, 100000],
+    Values = [report_value(I, lists:nth(1 + I rem length(Sizes), Sizes)) || I <- lists:seq(1, 660)],
+    {Single, Batch} = lists:split(330, Values),
+    Refs1 = [begin {ok, R} = erlkaf:produce(C, T, undefined, V), R end || V <- Single],
+    {ok, Refs2} = erlkaf:produce_batch(C, T, Batch),
+    Got = erlkaf_test_lib:collect_reports(C, Refs1 ++ Refs2),
+    lists:foreach(fun({R, V}) ->
+                          {ok, #erlkaf_msg{value = Reported}} = maps:get(R, Got),
+                          ?assertEqual(iolist_to_binary(V), Reported)
+                  end, lists:zip(Refs1 ++ Refs2, Values)).
+
+%% Value I of Size bytes (distinct per I); every third one an iolist.
+report_value(I, Size) ->
+    B = binary:part(binary:copy(<<I:32>>, Size div 4 + 1), 0, Size),
+    case I rem 3 of
+        0 -> [binary:part(B, 0, Size div 2), binary:part(B, Size div 2, Size - Size div 2)];
+        _ -> B
+    end.
+
 t_batch_with_bad_element_says_what_was_accepted(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),
     Good = [<<"a">>, <<"b">>],
@@ -198,11 +223,12 @@ t_delivery_report_2_forms(Config) ->
     ok = erlkaf:create_producer(dr2m, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)},
                                        {delivery_report_callback, ?MODULE}]),
     Big = binary:copy(<<"b">>, 300),
-    Values = [<<"small">>, Big, [<<"io">>, "list"], undefined],
+    Values = [<<"small">>, Big, [<<"io">>, "list"], undefined, binary:copy(<<"c">>, 1025), [Big, Big]],
     {ok, _} = erlkaf:produce(dr2m, T, <<"k">>, Big),
     {ok, _} = erlkaf:produce_batch(dr2m, T, [{<<"k">>, V} || V <- Values]),
     Got = [receive {dr2m, ok, #erlkaf_msg{value = V}} -> V after 10000 -> ct:fail(no_report) end || _ <- [x | Values]],
-    ?assertEqual(lists:sort([Big, <<"small">>, Big, <<"iolist">>, undefined]), lists:sort(Got)),
+    ?assertEqual(lists:sort([Big, <<"small">>, Big, <<"iolist">>, undefined, binary:copy(<<"c">>, 1025),
+                             <<Big/binary, Big/binary>>]), lists:sort(Got)),
     ok = erlkaf:stop_client(dr2m).
 
 %% The callback module of t_delivery_report_2_forms (arity 2 only).

@@ -6,7 +6,7 @@
 use crate::atoms;
 use crate::error::{code_atom, error_tuple};
 use crate::reply::reply_later;
-use crate::sink::{binary, erlkaf_msg, event_term, opt_binary};
+use crate::sink::{binary, erlkaf_msg, event_term, payload_terms};
 use erlkaf_core::config::Properties;
 use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink};
 use erlkaf_core::message::MessageView;
@@ -73,60 +73,10 @@ fn parts_term<'a>(env: Env<'a>, parts: &[TopicPartition]) -> Term<'a> {
 
 fn batch_term<'a>(env: Env<'a>, topic: &str, epoch: u64, msgs: &[MessageView<'_>]) -> Term<'a> {
     let t = binary(env, topic.as_bytes());
-    let values = payload_terms(env, msgs);
+    let payloads: Vec<Option<&[u8]>> = msgs.iter().map(MessageView::payload).collect();
+    let values = payload_terms(env, &payloads);
     let list: Vec<Term> = msgs.iter().zip(values).map(|(m, v)| erlkaf_msg(env, m, t, v)).collect();
     (atoms::erlkaf_batch(), epoch, list).encode(env)
-}
-
-/// Values longer than the BEAM's heap-binary limit and at most this long share binaries.
-const SHARED_MAX: usize = 1024;
-/// Bytes of values per shared binary at most.
-const SHARED_CHUNK: usize = 4096;
-
-/// Whether a value goes into a shared binary.
-fn shared(p: Option<&[u8]>) -> Option<usize> {
-    p.map(<[u8]>::len).filter(|n| (65..=SHARED_MAX).contains(n))
-}
-
-/// The value terms of `msgs`. Values of 65 bytes to SHARED_MAX are sub-binaries of
-/// binaries of up to SHARED_CHUNK bytes: this thread allocates a refc binary under a lock
-/// of the VM's allocator, and one per message took a quarter of its time (a run of 40
-/// 100-byte values now takes one). A kept sub-binary keeps its chunk alive (at most
-/// SHARED_CHUNK bytes), as a sub-binary of a fetch response does in other clients; copy
-/// values kept for long (`binary:copy/1`). Other values get a binary each (a heap binary
-/// up to 64 bytes).
-fn payload_terms<'a>(env: Env<'a>, msgs: &[MessageView<'_>]) -> Vec<Term<'a>> {
-    let mut out = Vec::with_capacity(msgs.len());
-    let mut i = 0;
-    while i < msgs.len() {
-        if shared(msgs[i].payload()).is_none() {
-            out.push(opt_binary(env, msgs[i].payload()));
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut total = 0;
-        while let Some(n) = msgs.get(i).and_then(|m| shared(m.payload())).filter(|n| total + n <= SHARED_CHUNK) {
-            total += n;
-            i += 1;
-        }
-        let run = &msgs[start..i];
-        let mut chunk = rustler::NewBinary::new(env, total);
-        let buf = chunk.as_mut_slice();
-        let mut at = 0;
-        for p in run.iter().filter_map(|m| m.payload()) {
-            buf[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
-        let chunk: Term = chunk.into();
-        let mut at = 0;
-        for p in run.iter().filter_map(|m| m.payload()) {
-            // SAFETY: live env; chunk is a binary of this env and [at, at + len) lies in it.
-            out.push(unsafe { Term::new(env, rustler::sys::enif_make_sub_binary(env.as_c_arg(), chunk.as_c_arg(), at, p.len())) });
-            at += p.len();
-        }
-    }
-    out
 }
 
 impl GroupSink {

@@ -11,6 +11,7 @@ use erlkaf_core::message::{MessageView, TimestampType};
 use erlkaf_core::producer::ShutdownReport;
 use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
+use smallvec::SmallVec;
 
 /// Which reports the producer process wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,22 +56,79 @@ fn saved<'a>(env: Env<'a>, term: rustler::sys::ErlNifTerm) -> Term<'a> {
     unsafe { Term::new(env, rustler::sys::enif_make_copy(env.as_c_arg(), term)) }
 }
 
-/// The MsgRef (or `undefined`) and value of a reported message: the terms saved in the
-/// batch env (copied in one go: a binary copy only bumps its refcount) or, for a value
-/// that was not a binary, librdkafka's bytes.
-fn ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, Term<'a>) {
+/// Values longer than the BEAM's heap-binary limit and at most this long share binaries.
+const SHARED_MAX: usize = 1024;
+/// Bytes of values per shared binary at most.
+const SHARED_CHUNK: usize = 4096;
+
+/// Whether a value goes into a shared binary.
+fn shared(p: Option<&[u8]>) -> Option<usize> {
+    p.map(<[u8]>::len).filter(|n| (65..=SHARED_MAX).contains(n))
+}
+
+/// Value terms for `payloads` (fetched messages, or reported ones), in order. Values of 65
+/// bytes to SHARED_MAX are sub-binaries of binaries of up to SHARED_CHUNK bytes; others
+/// are `None` when `others` is false (the caller has them), else a binary each (a heap
+/// binary up to 64 bytes).
+///
+/// Why: a refc binary per value costs a lock of the VM's allocator on this thread (a
+/// quarter of the consumer pump's time), and a delivery report that shares the produced
+/// binary bumps its refcount here and drops it in the receiver: two writes to a cache
+/// line last written on another core, per message (over half of the report pump's copy
+/// time). A run of 40 100-byte values now takes one binary. A kept sub-binary keeps its
+/// chunk alive (at most SHARED_CHUNK bytes), as a sub-binary of a fetch response does in
+/// other clients; copy values kept for long (`binary:copy/1`).
+fn shared_values<'a>(env: Env<'a>, payloads: &[Option<&[u8]>], others: bool) -> Vec<Option<Term<'a>>> {
+    let mut out = Vec::with_capacity(payloads.len());
+    let mut i = 0;
+    while i < payloads.len() {
+        if shared(payloads[i]).is_none() {
+            out.push(others.then(|| opt_binary(env, payloads[i])));
+            i += 1;
+            continue;
+        }
+        // The run of shared values that fits one chunk.
+        let start = i;
+        let mut total = 0;
+        while let Some(n) = payloads.get(i).and_then(|&p| shared(p)).filter(|n| total + n <= SHARED_CHUNK) {
+            total += n;
+            i += 1;
+        }
+        let run = &payloads[start..i];
+        let mut chunk = rustler::NewBinary::new(env, total);
+        let buf = chunk.as_mut_slice();
+        let mut at = 0;
+        for p in run.iter().flatten() {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        let chunk: Term = chunk.into();
+        let mut at = 0;
+        for p in run.iter().flatten() {
+            // SAFETY: live env; chunk is a binary of this env and [at, at + len) lies in it.
+            out.push(Some(unsafe { Term::new(env, rustler::sys::enif_make_sub_binary(env.as_c_arg(), chunk.as_c_arg(), at, p.len())) }));
+            at += p.len();
+        }
+    }
+    out
+}
+
+/// The value terms of fetched messages' payloads (see [`shared_values`]).
+pub fn payload_terms<'a>(env: Env<'a>, payloads: &[Option<&[u8]>]) -> Vec<Term<'a>> {
+    shared_values(env, payloads, true).into_iter().flatten().collect()
+}
+
+/// The MsgRef (or `undefined`) of a reported message, copied out of the batch env, and
+/// its value as the batch env holds it when that is a binary (not copied yet).
+fn saved_ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, Option<rustler::sys::ErlNifTerm>) {
     let undefined = atoms::undefined().encode(env);
-    let payload = || opt_binary(env, d.message.payload());
     match d.batch.keep().saved(d.index) {
-        Saved::Nothing => (undefined, payload()),
-        Saved::Value(v) => (undefined, saved(env, v)),
-        Saved::Pair(p) => match crate::keep::tuple_elements(env.as_c_arg(), saved(env, p).as_c_arg()) {
-            // SAFETY: elements of a tuple of this env.
-            &[v, r] => unsafe {
-                let v = Term::new(env, v);
-                (Term::new(env, r), if v.is_binary() { v } else { payload() })
-            },
-            _ => (undefined, payload()),
+        Saved::Nothing => (undefined, None),
+        Saved::Value(v) => (undefined, Some(v)),
+        Saved::Pair(p) => match d.batch.keep().elements(p) {
+            // SAFETY (is_binary): a type check of a term of the live batch env.
+            &[v, r] => (saved(env, r), unsafe { Term::new(env, v) }.is_binary().then_some(v)),
+            _ => (undefined, None),
         },
     }
 }
@@ -160,7 +218,17 @@ fn report_terms<'a>(env: Env<'a>, reports: &[Delivery<'_, Keep>], mode: ReportMo
     // Consecutive reports usually share a topic: build its binary once (compared by
     // handle: reading the name costs a call and a strlen per report).
     let mut topic: Option<(*const (), Term)> = None;
-    for d in reports {
+    // Values of 65 B-1 KiB as copies in shared binaries (see shared_values); the others
+    // come from the batch env (a binary) or librdkafka's bytes (an iolist).
+    let payloads: SmallVec<[Option<&[u8]>; REPORTS_PER_MESSAGE]> = reports
+        .iter()
+        .map(|d| match d.batch.keep().reply {
+            Reply::Owner if !(d.error().is_ok() && mode == ReportMode::Errors) => d.message.payload(),
+            _ => None,
+        })
+        .collect();
+    let copies = shared_values(env, &payloads, false);
+    for (d, copy) in reports.iter().zip(copies) {
         let err = d.error();
         let keep = d.batch.keep();
         match keep.reply {
@@ -187,7 +255,12 @@ fn report_terms<'a>(env: Env<'a>, reports: &[Delivery<'_, Keep>], mode: ReportMo
                     }
                 };
                 let status = if err.is_ok() { atoms::ok().encode(env) } else { (atoms::error(), code_atom(env, err)).encode(env) };
-                let (msg_ref, value) = ref_and_value(env, d);
+                let (msg_ref, kept) = saved_ref_and_value(env, d);
+                let value = match (copy, kept) {
+                    (Some(v), _) => v,
+                    (None, Some(v)) => saved(env, v),
+                    (None, None) => opt_binary(env, d.message.payload()),
+                };
                 let msg = erlkaf_msg(env, &d.message, t, value);
                 items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, msg]));
             }
