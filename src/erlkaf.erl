@@ -794,7 +794,7 @@ produce(ClientId, Topic, Partition, Key, Value, Headers, Timestamp) ->
     case erlkaf_registry:lookup(ClientId) of
         %% The common case in one NIF call, without closures; anything else (an error, a
         %% full queue) takes the general path, which reports it.
-        {ok, producer, Res, _Pid, #{spilling := undefined} = Opts} when is_binary(Topic), Topic =/= <<>> ->
+        {ok, producer, Res, _Pid, #{spilling := undefined} = Opts} when is_binary(Topic), byte_size(Topic) > 0 ->
             case erlkaf_nif:producer_send(Res, Topic, Partition, Key, Value, Headers, Timestamp) of
                 {ok, _} = Ok -> Ok;
                 retry -> produce_one(Res, Topic, {Partition, Key, Value, Headers, Timestamp}, Opts)

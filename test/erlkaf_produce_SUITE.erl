@@ -127,7 +127,21 @@ t_batch_with_bad_element_says_what_was_accepted(Config) ->
         erlkaf:produce_batch(C, T, Many ++ [#{value => <<"y">>, partition => -7}]),
     ?assertEqual(5000, length(Refs2)),
     _ = erlkaf_test_lib:collect_reports(C, Refs2),
+    %% A value that looks like an iolist but is not (found when it is flattened), in the
+    %% middle of a later chunk of a call.
+    BadIo = {<<"k">>, [<<"a">>, foo]},
+    {error, {{badarg, value}, Refs3, [BadIo, <<"z">>]}} =
+        erlkaf:produce_batch(C, T, lists:duplicate(100, <<"w">>) ++ [BadIo, <<"z">>]),
+    ?assertEqual(100, length(Refs3)),
+    _ = erlkaf_test_lib:collect_reports(C, Refs3),
     receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end.
+
+%% An improper list is refused before any of it is produced.
+t_batch_improper_list_is_badarg(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    ?assertError(badarg, erlkaf:produce_batch(C, T, [<<"a">>, <<"b">> | tail])),
+    ?assertError(badarg, erlkaf:produce_batch(C, T, lists:duplicate(1000, <<"a">>) ++ improper_tail)),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 300 -> ok end.
 
 t_bad_input_is_an_error_term(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),

@@ -22,6 +22,7 @@ use rustler::{Encoder, Env, Term};
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
     let g = erlkaf_core::ledger::global();
+    let longest = producer::longest_produce_call();
     let pairs = [
         (atoms::live_batches().encode(env), g.live_batches().encode(env)),
         (atoms::outstanding().encode(env), g.outstanding().encode(env)),
@@ -31,6 +32,9 @@ fn nif_counters(env: Env) -> Term {
         (atoms::reapers().encode(env), erlkaf_core::reaper::running().encode(env)),
         (atoms::librdkafka_version().encode(env), erlkaf_core::client::librdkafka_version().encode(env)),
         (atoms::allocator().encode(env), allocator().encode(env)),
+        (atoms::longest_produce_call_us().encode(env), longest.0.encode(env)),
+        (atoms::longest_produce_cpu_us().encode(env), longest.1.encode(env)),
+        (atoms::produce_calls_over_1ms().encode(env), longest.2.encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }
