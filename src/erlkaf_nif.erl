@@ -37,7 +37,8 @@
     client_oauth_token/2,
     producer_send_offsets/5,
     config_check/2,
-    nif_counters/0
+    nif_counters/0,
+    nif_call_times_reset/0
 ]).
 
 -export(?NIFS).
@@ -120,3 +121,4 @@ producer_send(_Res, _Topic, _Partition, _Key, _Value, _Headers, _Timestamp) -> ?
 consumer_position(_Res, _Parts) -> ?NOT_LOADED.
 config_check(_Scope, _Props) -> ?NOT_LOADED.
 nif_counters() -> ?NOT_LOADED.
+nif_call_times_reset() -> ?NOT_LOADED.

@@ -17,7 +17,8 @@ mod sink;
 use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
-/// librdkafka_version, allocator}`: counters for leak tests and diagnostics.
+/// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
+/// produce_calls_over_1ms}`: counters for leak tests, diagnostics and the benchmarks.
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
@@ -37,6 +38,14 @@ fn nif_counters(env: Env) -> Term {
         (atoms::produce_calls_over_1ms().encode(env), longest.2.encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
+
+/// `() -> ok`: the longest `producer_produce` call figures start over (see
+/// `nif_counters/0`).
+#[rustler::nif]
+fn nif_call_times_reset() -> rustler::Atom {
+    producer::reset_longest_produce_call();
+    atoms::ok()
 }
 
 /// `(client | topic, [{Name, Value}]) -> ok | {error, {invalid_config, Name, Message}}`:
