@@ -11,7 +11,8 @@
 //! The broker benches fail (panic) when a report is an error or does not come: a bench
 //! that measured a broken path would report a meaningless speed.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use erlkaf_core::config::Properties;
 use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink, Shared as ConsumerShared};
 use erlkaf_core::ledger::{BatchHandle, Counters, Releases};
@@ -182,55 +183,42 @@ fn timed(tally: &Tally, sent: &mut u64, iters: u64, n: u64, mut produce: impl Fn
 /// `queue.buffering.max.messages` of the bench producers.
 const QUEUED_MAX: u64 = 1_000_000;
 
+/// Messages a produce bench hands to librdkafka per iteration.
+const N: usize = 10_000;
+
 fn produce_mock(c: &mut Criterion) {
-    const N: usize = 10_000;
     let mock = mock_cluster();
     let mut g = c.benchmark_group("produce into the mock cluster, until reported");
     g.throughput(Throughput::Elements(N as u64));
     g.measurement_time(Duration::from_secs(3));
     for size in [100usize, 1024] {
         let values = payloads(size);
-
-        let tally = Arc::new(Tally::default());
-        let p: Producer<Payloads> = producer(&mock, &tally);
-        let mut sent = 0;
-        g.bench_with_input(BenchmarkId::new("one batch of 10k", size), &size, |b, _| {
-            b.iter_custom(|iters| {
-                timed(&tally, &mut sent, iters, N as u64, || {
-                    let msgs = |i: usize| OutMessage {
-                        topic: b"bench",
-                        partition: -1,
-                        key: None,
-                        value: Some(unbound(&values, i)),
-                        headers: &[],
-                        timestamp: 0,
-                    };
-                    // SAFETY: every value points into `values`, which the batch keeps.
-                    let out = unsafe { p.shared().produce_with(values.clone(), N, msgs) };
-                    assert_eq!((out.accepted, out.error), (N, None));
-                })
-            })
+        bench_producer(&mut g, &mock, BenchmarkId::new("one batch of 10k", size), |p| {
+            let msgs = |i: usize| OutMessage { topic: b"bench", partition: -1, key: None, value: Some(unbound(&values, i)), headers: &[], timestamp: 0 };
+            // SAFETY: every value points into `values`, which the batch keeps.
+            let out = unsafe { p.shared().produce_with(values.clone(), N, msgs) };
+            assert_eq!((out.accepted, out.error), (N, None));
         });
-        assert_eq!(p.shutdown(Duration::from_secs(10)).map(|r| r.unreported), Some(0));
-
-        let tally = Arc::new(Tally::default());
-        let p: Producer<Payloads> = producer(&mock, &tally);
-        let mut sent = 0;
-        g.bench_with_input(BenchmarkId::new("10k single-message calls (open batches)", size), &size, |b, _| {
-            b.iter_custom(|iters| {
-                timed(&tally, &mut sent, iters, N as u64, || {
-                    for i in 0..N {
-                        let m = OutMessage { topic: b"bench", partition: -1, key: None, value: None, headers: &[], timestamp: 0 };
-                        // SAFETY: the value points into `values`, which the batch keeps.
-                        let r = unsafe { p.shared().produce_open(&m, || values.clone(), |_k, _i| Ok::<_, ()>(Some(unbound(&values, i)))) };
-                        assert!(r.is_ok());
-                    }
-                })
-            })
+        bench_producer(&mut g, &mock, BenchmarkId::new("10k single-message calls (open batches)", size), |p| {
+            for i in 0..N {
+                let m = OutMessage { topic: b"bench", partition: -1, key: None, value: None, headers: &[], timestamp: 0 };
+                // SAFETY: the value points into `values`, which the batch keeps.
+                let r = unsafe { p.shared().produce_open(&m, || values.clone(), |_k, _i| Ok::<_, ()>(Some(unbound(&values, i)))) };
+                assert!(r.is_ok());
+            }
         });
-        assert_eq!(p.shutdown(Duration::from_secs(10)).map(|r| r.unreported), Some(0));
     }
     g.finish();
+}
+
+/// Benchmarks `produce` (N messages a call, every report awaited) on a fresh producer,
+/// then stops it: nothing may be left unreported.
+fn bench_producer(g: &mut BenchmarkGroup<'_, WallTime>, mock: &MockCluster, id: BenchmarkId, produce: impl Fn(&Producer<Payloads>)) {
+    let tally = Arc::new(Tally::default());
+    let p: Producer<Payloads> = producer(mock, &tally);
+    let mut sent = 0;
+    g.bench_function(id, |b| b.iter_custom(|iters| timed(&tally, &mut sent, iters, N as u64, || produce(&p))));
+    assert_eq!(p.shutdown(Duration::from_secs(10)).map(|r| r.unreported), Some(0));
 }
 
 /// What a [`Fetching`] sink saw.
@@ -297,7 +285,7 @@ impl ConsumerSink for Fetching {
 }
 
 fn consume_mock(c: &mut Criterion) {
-    const N: u64 = 50_000;
+    const MESSAGES: u64 = 50_000;
     let mock = mock_cluster();
     mock.set_group_initial_rebalance_delay(0);
     // The backlog every consumer reads from the start.
@@ -306,13 +294,13 @@ fn consume_mock(c: &mut Criterion) {
     let values = payloads(100);
     let msgs = |i: usize| OutMessage { topic: b"bench", partition: -1, key: None, value: Some(unbound(&values, i)), headers: &[], timestamp: 0 };
     // SAFETY: every value points into `values`, which the batch keeps.
-    let out = unsafe { p.shared().produce_with(values.clone(), N as usize, msgs) };
-    assert_eq!((out.accepted, out.error), (N as usize, None));
-    tally.wait(N);
+    let out = unsafe { p.shared().produce_with(values.clone(), MESSAGES as usize, msgs) };
+    assert_eq!((out.accepted, out.error), (MESSAGES as usize, None));
+    tally.wait(MESSAGES);
     drop(p);
 
     let mut g = c.benchmark_group("consume from the mock cluster");
-    g.throughput(Throughput::Elements(N));
+    g.throughput(Throughput::Elements(MESSAGES));
     g.measurement_time(Duration::from_secs(3));
     let mut group = 0;
     g.bench_function("50k x 100 B fetched, batched per partition and acknowledged", |b| {
@@ -338,10 +326,10 @@ fn consume_mock(c: &mut Criterion) {
                 let _ = handle.set(consumer.shared().clone());
                 let deadline = Instant::now() + Duration::from_secs(30);
                 let mut st = seen.state.lock();
-                while st.messages < N {
-                    assert!(!seen.cv.wait_until(&mut st, deadline).timed_out(), "only {} of {N} messages in 30 s", st.messages);
+                while st.messages < MESSAGES {
+                    assert!(!seen.cv.wait_until(&mut st, deadline).timed_out(), "only {} of {MESSAGES} messages in 30 s", st.messages);
                 }
-                assert_eq!((st.messages, st.out_of_order), (N, 0), "every message once, in order");
+                assert_eq!((st.messages, st.out_of_order), (MESSAGES, 0), "every message once, in order");
                 total += st.last.unwrap() - st.first.unwrap();
                 drop(st);
                 consumer.shutdown();
