@@ -250,7 +250,19 @@ t_consumer_group_chaos(Config) ->
     ok = erlkaf:flush(C, 10000),
     {ok, Ends} = end_offsets(C, T),
     ct:pal("~p s of chaos: ~p messages, actions ~p, end offsets ~p", [Secs, Produced, Actions, Ends]),
-    erlkaf_test_lib:wait_until(fun() -> missing(Handled, Ends) =:= [] end, 90000),
+    Done = fun() -> missing(Handled, Ends) =:= [] end,
+    try erlkaf_test_lib:wait_until(Done, 90000)
+    catch exit:{test_case_failed, wait_until_timeout} = Why ->
+        %% What is left, per partition (first and last missing offset, count), and who
+        %% holds which partition: what a stuck rebalance or a stalled partition looks like.
+        Missing = missing(Handled, Ends),
+        ct:pal("not handled: ~p~nassignments: ~p~npositions: ~p",
+               [[{P, hd(Os), lists:last(Os), length(Os)} || P <- lists:usort([P || {P, _} <- Missing]),
+                                                            Os <- [[O || {P1, O} <- Missing, P1 =:= P]]],
+                [{M, catch erlkaf:assignment(M)} || M <- Members],
+                [{M, catch erlkaf:position(M)} || M <- Members]]),
+        exit(Why)
+    end,
     Checker ! {stop, self()},
     {Violations, Samples} = receive {violations, V, S} -> {V, S} after 10000 -> ct:fail(checker_stuck) end,
     ct:pal("commit checks: ~p samples", [Samples]),

@@ -133,12 +133,20 @@ fn saved_ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, O
     }
 }
 
+/// A tuple of `items` (rustler's `make_tuple` allocates a vector per call; this runs a few
+/// times per reported or fetched message).
+fn tuple<'a, const N: usize>(env: Env<'a>, items: [Term<'a>; N]) -> Term<'a> {
+    let raw = items.map(|t| t.as_c_arg());
+    // SAFETY: live env; the elements are terms of this env.
+    unsafe { Term::new(env, rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), raw.as_ptr(), N as u32)) }
+}
+
 /// `#erlkaf_msg{}` for a message (a delivery report or a fetched message).
 pub fn erlkaf_msg<'a>(env: Env<'a>, m: &MessageView<'_>, topic: Term<'a>, value: Term<'a>) -> Term<'a> {
     let headers = match m.headers() {
         Some(h) => h
             .iter()
-            .map(|(n, v)| rustler::types::tuple::make_tuple(env, &[binary(env, n), opt_binary(env, *v)]))
+            .map(|(n, v)| tuple(env, [binary(env, n), opt_binary(env, *v)]))
             .collect::<Vec<_>>()
             .encode(env),
         None => atoms::undefined().encode(env),
@@ -159,7 +167,7 @@ pub fn erlkaf_msg<'a>(env: Env<'a>, m: &MessageView<'_>, topic: Term<'a>, value:
         headers,
         (ts, ty).encode(env),
     ];
-    rustler::types::tuple::make_tuple(env, &fields)
+    tuple(env, fields)
 }
 
 /// `{error, Code, Fatal, Reason}`, `{log, Level, Facility, Text}` or `{stats, Stats}`
@@ -262,7 +270,7 @@ fn report_terms<'a>(env: Env<'a>, reports: &[Delivery<'_, Keep>], mode: ReportMo
                     (None, None) => opt_binary(env, d.message.payload()),
                 };
                 let msg = erlkaf_msg(env, &d.message, t, value);
-                items.push(rustler::types::tuple::make_tuple(env, &[msg_ref, status, msg]));
+                items.push(tuple(env, [msg_ref, status, msg]));
             }
         }
     }
