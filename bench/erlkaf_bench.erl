@@ -647,7 +647,7 @@ checks(R) ->
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
       produce_batch_100b, {higher, 0.6}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
-      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.3}},
+      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.38}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
      %% process 20-30% faster this round, 16 processes measure 0.84-1.08, about what raw
      %% librdkafka loses from two threads (raw_2_threads_to_1, same run).
