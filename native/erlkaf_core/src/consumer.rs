@@ -559,6 +559,11 @@ impl ConsumerPump {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // SAFETY: live handle and list (errors are owned by us).
                 unsafe {
+                    // A partition flow control paused, then revoked, keeps librdkafka's
+                    // pause flag when it comes back to this member (only librdkafka's
+                    // own pauses are reset on assignment): it would never be fetched
+                    // again. New assignments start with full credit, so unpaused.
+                    rd::rd_kafka_resume_partitions(rk, tpl);
                     if cooperative {
                         drop(NativePtr::<rd::rd_kafka_error_t>::from_ptr(rd::rd_kafka_incremental_assign(rk, tpl)));
                     } else {

@@ -1,0 +1,126 @@
+//! Group consumer behaviour against the in-process mock cluster.
+
+use erlkaf_core::config::Properties;
+use erlkaf_core::consumer::{Consumer, ConsumerOptions, ConsumerSink, Shared};
+use erlkaf_core::message::MessageView;
+use erlkaf_core::mock::MockCluster;
+use erlkaf_core::producer::{OutMessage, Producer, ShutdownReport};
+use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
+use erlkaf_core::tpl::TopicPartition;
+use erlkaf_core::ErrorCode;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What a member's sink saw, in order.
+enum Seen {
+    Assigned(Vec<i32>),
+    Revoked,
+    /// A batch of this partition.
+    Batch(i32),
+}
+
+/// Never acknowledges a batch (a handler that is stuck), so flow control pauses each
+/// partition after `max_inflight` batches; answers revokes at once.
+struct Stuck {
+    tx: mpsc::Sender<Seen>,
+    shared: Arc<OnceLock<Arc<Shared>>>,
+}
+
+impl ConsumerSink for Stuck {
+    fn messages(&mut self, _topic: &str, partition: i32, _msgs: &[MessageView<'_>]) {
+        let _ = self.tx.send(Seen::Batch(partition));
+    }
+    fn assigned(&mut self, parts: &[TopicPartition]) {
+        let _ = self.tx.send(Seen::Assigned(parts.iter().map(|p| p.partition).collect()));
+    }
+    fn revoked(&mut self, _parts: &[TopicPartition], generation: u64) {
+        let _ = self.tx.send(Seen::Revoked);
+        if let Some(s) = self.shared.get() {
+            s.revoke_done(generation);
+        }
+    }
+    fn consume_error(&mut self, _t: &str, _p: i32, _c: ErrorCode, _r: &str) {}
+    fn event(&mut self, _e: ClientEvent<'_>) {}
+    fn tick(&mut self) {}
+    fn stopped(&mut self) {}
+}
+
+struct NoReports;
+impl Sink<Vec<Vec<u8>>> for NoReports {
+    fn deliveries(&mut self, _r: &[Delivery<'_, Vec<Vec<u8>>>]) {}
+    fn event(&mut self, _e: ClientEvent<'_>) {}
+    fn stopped(&mut self, _r: &ShutdownReport) {}
+}
+
+fn member(mock: &MockCluster, group: &str) -> (Consumer, mpsc::Receiver<Seen>) {
+    let props = Properties::new([
+        ("bootstrap.servers", mock.bootstrap_servers()),
+        ("group.id", group),
+        ("auto.offset.reset", "earliest"),
+        ("enable.auto.commit", "false"),
+        ("fetch.wait.max.ms", "10"),
+        ("heartbeat.interval.ms", "100"),
+        ("session.timeout.ms", "6000"),
+    ]);
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(OnceLock::new());
+    let opts = ConsumerOptions { max_inflight: 1, ..ConsumerOptions::default() };
+    let c = Consumer::new("member", &props, &["t".to_string()], opts, Box::new(Stuck { tx, shared: shared.clone() })).unwrap();
+    let _ = shared.set(c.shared().clone());
+    (c, rx)
+}
+
+/// Waits for what `want` picks out of the member's events (30 s at most).
+fn wait_for(rx: &mpsc::Receiver<Seen>, what: &str, mut want: impl FnMut(&Seen) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(s) if want(&s) => return,
+            Ok(_) => {}
+            Err(_) => panic!("no {what} in 30 s"),
+        }
+    }
+}
+
+/// A partition that flow control paused, revoked by a rebalance and assigned to the same
+/// member again is fetched again (librdkafka keeps an application pause across
+/// assignments of the same consumer).
+#[test]
+fn paused_partition_assigned_again_is_fetched() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("t", 1, 1).unwrap();
+    mock.set_group_initial_rebalance_delay(0);
+    let props = Properties::new([("bootstrap.servers", mock.bootstrap_servers()), ("linger.ms", "1")]);
+    let p: Producer<Vec<Vec<u8>>> = Producer::new("p", &props, Box::new(NoReports)).unwrap();
+    let keep: Vec<Vec<u8>> = (0..2000).map(|i| format!("v{i}").into_bytes()).collect();
+    let vals: Vec<&'static [u8]> = keep.iter().map(|v| unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }).collect();
+    let msgs: Vec<OutMessage> =
+        vals.iter().map(|v| OutMessage { topic: b"t", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 }).collect();
+    // SAFETY: the values point into `keep`, which the batch owns.
+    assert_eq!(unsafe { p.shared().produce(keep, &msgs) }.accepted, 2000);
+    p.shared().flush(Duration::from_secs(10)).unwrap();
+
+    // A gets the partition and a batch, then is paused (it never acknowledges).
+    let (a, rx_a) = member(&mock, "g1");
+    wait_for(&rx_a, "first batch", |s| matches!(s, Seen::Batch(0)));
+    // B joins: A's partition is revoked (eager protocol); whoever gets it, B then leaves
+    // and it ends with A again.
+    let (b, _rx_b) = member(&mock, "g1");
+    wait_for(&rx_a, "revoke", |s| matches!(s, Seen::Revoked));
+    b.shutdown();
+    let mut assigned = false;
+    wait_for(&rx_a, "batch after the partition came back", |s| match s {
+        Seen::Assigned(ps) if ps.contains(&0) => {
+            assigned = true;
+            false
+        }
+        Seen::Revoked => {
+            assigned = false;
+            false
+        }
+        Seen::Batch(0) => assigned,
+        _ => false,
+    });
+    a.shutdown();
+}
