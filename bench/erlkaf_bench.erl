@@ -86,12 +86,13 @@ remeasure(_Scenarios, Results, 0) ->
     Results;
 remeasure(Scenarios, Results, Left) ->
     %% (A figure of the whole run, such as the NIF call times, is not measured again.)
-    case lists:usort([Key || {_, _, _, _, Key, _} = C <- checks(Results), not gate_ok(C),
-                             lists:keymember(Key, 1, Scenarios)]) of
+    Missed = [C || {_, _, _, _, Key, _} = C <- checks(Results), not gate_ok(C), lists:keymember(Key, 1, Scenarios)],
+    case lists:usort([Key || {_, _, _, _, Key, _} <- Missed]) of
         [] ->
             Results;
         Keys ->
-            progress("measuring again: ~p", [Keys]),
+            progress("measuring again: ~p (~ts)", [Keys, lists:join("; ", [io_lib:format("~s ~.3f", [N, float(V)])
+                                                                         || {N, V, _, _, _, _} <- Missed])]),
             Better = lists:foldl(fun(Key, Acc) ->
                 {Key, F} = lists:keyfind(Key, 1, Scenarios),
                 New = maps:merge(Acc, maps:from_list(F())),
