@@ -28,8 +28,6 @@ static MIMALLOC: AtomicBool = AtomicBool::new(true);
 /// `mi_option_arena_eager_commit` in the mimalloc (v3) of the libmimalloc-sys version
 /// pinned in Cargo.toml (the crate has no constant for it).
 const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
-/// `mi_option_purge_delay`, same version.
-const PURGE_DELAY: mi::mi_option_t = 15;
 
 /// Runs when the library is loaded, before anything allocates through it.
 #[used]
@@ -43,20 +41,13 @@ extern "C" fn configure() {
     // produce_batch throughput in madvise calls.
     // SAFETY: sets a plain option value.
     unsafe { mi::mi_option_set(ARENA_EAGER_COMMIT, 0) };
-    // Freed memory is kept for reuse, not returned to the OS (unless MIMALLOC_PURGE_DELAY
-    // says otherwise): a purge runs on the thread that allocates or frees, which here is
-    // a BEAM scheduler inside a produce call, and its madvise calls cost 2-10 ms of kernel
-    // time in a VM (TLB shootdowns wait for the other vCPUs): measured, the longest
-    // produce_batch NIF call took 2-10 ms of CPU with purging and 0.6-0.9 ms without,
-    // with the same throughput and the same RSS in `make soak-ci` (librdkafka's memory
-    // is bounded by its queue limits, and is reused).
-    // SAFETY: getenv of a NUL-terminated name (no allocation this early); sets a plain
-    // option value.
-    unsafe {
-        if libc::getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
-            mi::mi_option_set(PURGE_DELAY, -1);
-        }
-    }
+    // Freed memory goes back to the OS after mimalloc's purge delay (10 ms; set
+    // MIMALLOC_PURGE_DELAY in the VM's environment to change it, -1: never). A purge runs
+    // on the thread that frees or allocates, often a scheduler inside a produce call, and
+    // in a VM its madvise calls cost 2-10 ms of kernel time (TLB shootdowns wait for the
+    // other vCPUs). Never purging removed those, but RSS rose by 30-40 MiB in `make
+    // soak-ci` and kept climbing over a 10M-message run (9-21%): not a default for a
+    // library.
 }
 
 /// New blocks come from mimalloc (`true`, the default) or glibc (`false`). Blocks already
@@ -187,10 +178,6 @@ mod tests {
     #[test]
     fn blocks_go_back_to_the_allocator_that_made_them() {
         unsafe {
-            // Set at load: no purging unless the environment asks for it.
-            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-                assert_eq!(mi::mi_option_get(PURGE_DELAY), -1);
-            }
             use_mimalloc(true);
             let a = malloc(100) as *mut u8;
             assert!(ours(a as *mut c_void));
