@@ -38,8 +38,8 @@ main(Args) ->
     Self = self(),
     Every = arg("--sample-ms", Args, 1000),
     Msgs = [binary:copy(<<"s">>, 100) || _ <- lists:seq(1, 1000)],
-    %% Warm-up, not sampled: the allocators' and librdkafka's working set grows for the
-    %% first seconds of traffic (a short run's drift was mostly that: 0-12%).
+    %% Warm-up, not sampled: the allocators' and librdkafka's working set grows in the
+    %% first seconds of traffic, and drift is about steady traffic.
     Warmup = arg("--warmup", Args, 0),
     produce(Warmup, 0, Msgs, Consumed),
     _ = wait(fun() -> counters:get(Consumed, 1) >= Warmup end, 60000),

@@ -160,7 +160,7 @@ impl Drop for Keep {
 }
 
 /// The elements of `tuple` (a tuple term of `env`); empty when it is not a tuple.
-pub fn tuple_elements<'t>(env: *mut ErlNifEnv, tuple: ErlNifTerm) -> &'t [ErlNifTerm] {
+fn tuple_elements<'t>(env: *mut ErlNifEnv, tuple: ErlNifTerm) -> &'t [ErlNifTerm] {
     let mut arity = 0;
     let mut array: *const ErlNifTerm = std::ptr::null();
     // SAFETY: valid env and out pointers; the array lives in the env's heap.

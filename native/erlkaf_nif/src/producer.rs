@@ -30,7 +30,7 @@ const CHUNK: usize = 128;
 /// scheduled in over 1 ms, whatever it did meanwhile. Wall time (what the scheduler was
 /// held for, the OS taking the thread away included) and the thread's CPU time (the
 /// call's own work). The benchmarks gate on them.
-pub struct Longest {
+struct Longest {
     wall_us: AtomicU64,
     cpu_us: AtomicU64,
     over_1ms: AtomicU64,

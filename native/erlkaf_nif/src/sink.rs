@@ -66,10 +66,9 @@ fn shared(p: Option<&[u8]>) -> Option<usize> {
     p.map(<[u8]>::len).filter(|n| (65..=SHARED_MAX).contains(n))
 }
 
-/// Value terms for `payloads` (fetched messages, or reported ones), in order. Values of 65
-/// bytes to SHARED_MAX are sub-binaries of binaries of up to SHARED_CHUNK bytes; others
-/// are `None` when `others` is false (the caller has them), else a binary each (a heap
-/// binary up to 64 bytes).
+/// Value terms for `payloads` (fetched messages, or reported ones), in order: values of
+/// 65 bytes to SHARED_MAX as sub-binaries of binaries of up to SHARED_CHUNK bytes, `None`
+/// for the others (the caller makes those).
 ///
 /// Why: a refc binary per value costs a lock of the VM's allocator on this thread (a
 /// quarter of the consumer pump's time), and a delivery report that shares the produced
@@ -78,12 +77,12 @@ fn shared(p: Option<&[u8]>) -> Option<usize> {
 /// time). A run of 40 100-byte values now takes one binary. A kept sub-binary keeps its
 /// chunk alive (at most SHARED_CHUNK bytes), as a sub-binary of a fetch response does in
 /// other clients; copy values kept for long (`binary:copy/1`).
-fn shared_values<'a>(env: Env<'a>, payloads: &[Option<&[u8]>], others: bool) -> Vec<Option<Term<'a>>> {
+fn shared_values<'a>(env: Env<'a>, payloads: &[Option<&[u8]>]) -> Vec<Option<Term<'a>>> {
     let mut out = Vec::with_capacity(payloads.len());
     let mut i = 0;
     while i < payloads.len() {
         if shared(payloads[i]).is_none() {
-            out.push(others.then(|| opt_binary(env, payloads[i])));
+            out.push(None);
             i += 1;
             continue;
         }
@@ -113,9 +112,10 @@ fn shared_values<'a>(env: Env<'a>, payloads: &[Option<&[u8]>], others: bool) -> 
     out
 }
 
-/// The value terms of fetched messages' payloads (see [`shared_values`]).
+/// The value terms of fetched messages' payloads: shared (see [`shared_values`]), else a
+/// binary each (a heap binary up to 64 bytes).
 pub fn payload_terms<'a>(env: Env<'a>, payloads: &[Option<&[u8]>]) -> Vec<Term<'a>> {
-    shared_values(env, payloads, true).into_iter().flatten().collect()
+    shared_values(env, payloads).into_iter().zip(payloads).map(|(v, p)| v.unwrap_or_else(|| opt_binary(env, *p))).collect()
 }
 
 /// The MsgRef (or `undefined`) of a reported message, copied out of the batch env, and
@@ -136,9 +136,8 @@ fn saved_ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, O
 /// A tuple of `items` (rustler's `make_tuple` allocates a vector per call; this runs a few
 /// times per reported or fetched message).
 fn tuple<'a, const N: usize>(env: Env<'a>, items: [Term<'a>; N]) -> Term<'a> {
-    let raw = items.map(|t| t.as_c_arg());
-    // SAFETY: live env; the elements are terms of this env.
-    unsafe { Term::new(env, rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), raw.as_ptr(), N as u32)) }
+    // SAFETY: decode::tuple made it in this env.
+    unsafe { Term::new(env, crate::decode::tuple(env, &items.map(|t| t.as_c_arg()))) }
 }
 
 /// `#erlkaf_msg{}` for a message (a delivery report or a fetched message).
@@ -235,7 +234,7 @@ fn report_terms<'a>(env: Env<'a>, reports: &[Delivery<'_, Keep>], mode: ReportMo
             _ => None,
         })
         .collect();
-    let copies = shared_values(env, &payloads, false);
+    let copies = shared_values(env, &payloads);
     for (d, copy) in reports.iter().zip(copies) {
         let err = d.error();
         let keep = d.batch.keep();
