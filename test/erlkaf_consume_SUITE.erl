@@ -126,6 +126,28 @@ t_handler_errors_and_crashes_are_retried(Config) ->
     receive {failed, Tag, _, _, 3} -> ok after 0 -> ct:fail(no_failure_seen) end,
     receive {crashing, Tag, _, _, 20} -> ok after 0 -> ct:fail(no_crash_seen) end.
 
+%% A worker killed with batches in its mailbox, whose successor registers late (its init
+%% is slow): batches the pump sends meanwhile meet a dead process. The successor must
+%% start from the first offset nobody finished (the dead worker's unprocessed batches
+%% are fetched again), not from the batches that waited for it.
+t_killed_worker_unprocessed_batches_come_again(Config) ->
+    produce(Config, 100),
+    Tag = make_ref(),
+    Args = #{pid => self(), tag => Tag, hold_at => 0, restart_delay_ms => 1000},
+    ok = erlkaf:create_consumer_group(?config(group, Config), [?config(topic, Config)],
+                                      [{max_inflight_batches, 1000} | client_config(Config)],
+                                      [{auto_offset_reset, earliest}], erlkaf_test_handler, Args),
+    Held = [receive {holding, Tag, _, P, 0, W} -> {P, W} after 20000 -> ct:fail(no_worker_holding) end
+            || _ <- lists:seq(1, 4)],
+    %% More batches behind the held one, then the workers die with all of them unhandled.
+    produce(Config, 100, 100),
+    timer:sleep(200),
+    [exit(W, kill) || {_, W} <- Held],
+    %% Sent while the successors sleep in init/4: these reach no live process.
+    produce(Config, 100, 200),
+    Seen = collect(Tag, 300),
+    check_order(Seen).
+
 t_max_retries_goes_to_dead_letter(Config) ->
     produce(Config, 8),
     Tag = make_ref(),

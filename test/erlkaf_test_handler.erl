@@ -2,7 +2,9 @@
 %%% fails, crashes or stops on request. Args: #{pid := Pid, tag := Tag} plus optional
 %%% `fail_once' (offsets whose first call returns an error), `crash_worker_once' (offsets
 %%% whose first call kills the worker process), `stop_at' (offset that stops the worker),
-%%% `always_fail' (true: every call fails).
+%%% `always_fail' (true: every call fails), `hold_at' (offset whose first call blocks until
+%%% the worker is killed), `restart_delay_ms' (a partition's second and later init/4 sleep
+%%% that long: a replaced worker registers late).
 -module(erlkaf_test_handler).
 -behaviour(erlkaf_consumer).
 
@@ -12,6 +14,10 @@
 
 init(Topic, Partition, Offset, Args) ->
     maps:get(pid, Args) ! {init, maps:get(tag, Args), Topic, Partition, Offset, self()},
+    case first_time({maps:get(tag, Args), init, Topic, Partition}) of
+        true -> ok;
+        false -> timer:sleep(maps:get(restart_delay_ms, Args, 0))
+    end,
     {ok, Args}.
 
 handle_message(Msgs, #{pid := Pid, tag := Tag} = S) when is_list(Msgs) ->
@@ -26,6 +32,9 @@ handle_message(#erlkaf_msg{topic = T, partition = P, offset = O, value = V}, #{p
         #{stop_at := O} ->
             Pid ! {stopping, Tag, T, P, O},
             {stop, asked, S};
+        #{hold_at := O} when First ->
+            Pid ! {holding, Tag, T, P, O, self()},
+            receive after infinity -> ok end;
         _ ->
             case {First, lists:member(O, maps:get(fail_once, S, [])), lists:member(O, maps:get(crash_worker_once, S, []))} of
                 {true, true, _} ->

@@ -7,6 +7,10 @@
 //! - Flow control by credit: every batch handed to the sink is one credit of its
 //!   partition; at `max_inflight` unacknowledged batches the partition is paused, and it is
 //!   resumed when acks bring it down to half.
+//! - Only the pump thread pauses and resumes partitions (librdkafka's pause and resume
+//!   wait for its broker thread, and a pause moves the next fetch to the last message the
+//!   pump took): acks and the application's `pause`/`resume` record what they want and
+//!   wake the pump, which tells librdkafka between two rounds.
 //! - Rebalance: on assign the pump assigns (incrementally under `cooperative-sticky`) and
 //!   tells the sink. On revoke it tells the sink and waits (bounded by `revoke_timeout`)
 //!   until [`Consumer::revoke_done`] says the workers of those partitions stopped and their
@@ -66,9 +70,20 @@ impl Default for ConsumerOptions {
 #[derive(Default, Debug, Clone)]
 struct Flow {
     inflight: u32,
-    paused: bool,
+    /// Out of credit: too many unacknowledged batches.
+    credit_paused: bool,
+    /// Paused by the application (`pause/3`, a handler that stopped).
+    app_paused: bool,
+    /// What librdkafka was last told (written by the pump only).
+    told_paused: bool,
     /// The next offset to process: last stored, or the first handed out.
     next: Option<i64>,
+}
+
+impl Flow {
+    fn wants_pause(&self) -> bool {
+        self.credit_paused || self.app_paused
+    }
 }
 
 type Key = (String, i32);
@@ -82,6 +97,8 @@ struct Native {
 pub struct Shared {
     native: RwLock<Option<Native>>,
     flow: Mutex<HashMap<Key, Flow>>,
+    /// A flow's wanted pause state changed: the pump tells librdkafka.
+    pauses_due: AtomicBool,
     revoke_done: Mutex<u64>,
     revoke_cv: Condvar,
     stop: AtomicBool,
@@ -151,6 +168,7 @@ impl Consumer {
         let shared = Arc::new(Shared {
             native: RwLock::new(Some(Native { queue, kafka })),
             flow: Mutex::new(HashMap::new()),
+            pauses_due: AtomicBool::new(false),
             revoke_done: Mutex::new(0),
             revoke_cv: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -292,14 +310,23 @@ impl Shared {
             // SAFETY: live list; per-partition errors (e.g. no longer assigned).
             let per = unsafe { from_tpl(tpl.ptr()) };
             let perr = per.first().map(|(_, e)| *e).unwrap_or(ErrorCode::NO_ERROR);
-            let mut flow = self.flow.lock();
-            if let Some(f) = flow.get_mut(&(topic.to_string(), partition)) {
-                f.inflight = f.inflight.saturating_sub(1);
-                f.next = Some(next_offset);
-                if f.paused && f.inflight <= self.opts.max_inflight / 2 {
-                    f.paused = false;
-                    pause(n, topic, partition, false);
+            let resume = {
+                let mut flow = self.flow.lock();
+                match flow.get_mut(&(topic.to_string(), partition)) {
+                    Some(f) => {
+                        f.inflight = f.inflight.saturating_sub(1);
+                        f.next = Some(next_offset);
+                        let resume = f.credit_paused && f.inflight <= self.opts.max_inflight / 2;
+                        if resume {
+                            f.credit_paused = false;
+                        }
+                        resume
+                    }
+                    None => false,
                 }
+            };
+            if resume {
+                self.pauses_due(n);
             }
             if !err.is_ok() { Err(Error::Kafka(err)) } else if !perr.is_ok() { Err(Error::Kafka(perr)) } else { Ok(()) }
         })
@@ -307,18 +334,23 @@ impl Shared {
 
     /// The worker of a partition was replaced: rewind to the next unprocessed offset (the
     /// messages the old worker had not finished are fetched again) and reset its credit.
+    /// Call it from the pump (the sink's tick), between two rounds: a message the pump
+    /// took before the seek would be handed out after it otherwise.
     pub fn rewind(&self, topic: &str, partition: i32) -> Result<()> {
         self.with(|n| {
             let mut flow = self.flow.lock();
             let Some(f) = flow.get_mut(&(topic.to_string(), partition)) else { return Ok(()) };
             if let Some(next) = f.next {
                 let tpl = to_tpl(&[TopicPartition { topic: topic.into(), partition, offset: next }]);
-                // SAFETY: live handle and list; timeout 0 = asynchronous.
+                // SAFETY: live handle and list; timeout 0 = asynchronous (the version
+                // barrier that drops messages fetched before is raised at once).
                 let e = unsafe { rd::rd_kafka_seek_partitions(n.kafka.ptr(), tpl.ptr(), 0) };
                 // SAFETY: e is null or ours.
                 drop(unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(e) });
             }
-            reset_credit(n, f, topic, partition);
+            reset_credit(f);
+            drop(flow);
+            self.pauses_due(n);
             Ok(())
         })
     }
@@ -345,7 +377,9 @@ impl Shared {
             let mut flow = self.flow.lock();
             let f = flow.entry((topic.to_string(), partition)).or_default();
             f.next = (offset >= 0).then_some(offset);
-            reset_credit(n, f, topic, partition);
+            reset_credit(f);
+            drop(flow);
+            self.pauses_due(n);
             Ok(())
         })
     }
@@ -379,11 +413,50 @@ impl Shared {
         })
     }
 
-    /// Pauses or resumes fetching a partition on the application's request.
+    /// Pauses or resumes fetching an assigned partition on the application's request
+    /// (carried out by the pump: batches it already took still arrive). Flow control
+    /// does not resume what the application paused; a rebalance that assigns the
+    /// partition again starts it unpaused.
     pub fn set_paused(&self, topic: &str, partition: i32, paused: bool) -> Result<()> {
         self.with(|n| {
-            if pause(n, topic, partition, paused) { Ok(()) } else { Err(Error::Kafka(ErrorCode::UNKNOWN_PARTITION)) }
+            match self.flow.lock().get_mut(&(topic.to_string(), partition)) {
+                Some(f) => f.app_paused = paused,
+                None => return Err(Error::Kafka(ErrorCode::UNKNOWN_PARTITION)),
+            }
+            self.pauses_due(n);
+            Ok(())
         })
+    }
+
+    /// Some flow's pause state changed: the pump applies it before its next poll.
+    fn pauses_due(&self, n: &Native) {
+        self.pauses_due.store(true, Ordering::Release);
+        // SAFETY: live queue: wakes the pump out of its poll.
+        unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
+    }
+
+    /// Tells librdkafka the pause state every flow wants (pump thread only). The calls
+    /// wait for librdkafka's broker thread: the flow lock is not held meanwhile (acks
+    /// take it on schedulers).
+    fn apply_pauses(&self) {
+        if !self.pauses_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let native = self.native.read();
+        let Some(n) = native.as_ref() else { return };
+        let changes: Vec<(Key, bool)> = {
+            let mut flow = self.flow.lock();
+            flow.iter_mut()
+                .filter(|(_, f)| f.wants_pause() != f.told_paused)
+                .map(|(k, f)| {
+                    f.told_paused = f.wants_pause();
+                    (k.clone(), f.told_paused)
+                })
+                .collect()
+        };
+        for ((topic, partition), paused) in changes {
+            pause(n, &topic, partition, paused);
+        }
     }
 
     /// Wakes the pump (so that its sink delivers what waited for a worker).
@@ -431,13 +504,11 @@ impl Shared {
 }
 
 /// A partition whose unacknowledged batches will never be acknowledged (rewound or
-/// sought): full credit again, and fetching if flow control had paused it.
-fn reset_credit(n: &Native, f: &mut Flow, topic: &str, partition: i32) {
+/// sought): full credit again, and fetching if flow control had paused it (the caller
+/// makes the pump apply it).
+fn reset_credit(f: &mut Flow) {
     f.inflight = 0;
-    if f.paused {
-        f.paused = false;
-        pause(n, topic, partition, false);
-    }
+    f.credit_paused = false;
 }
 
 /// Pauses or resumes one partition; false when librdkafka refused.
@@ -465,6 +536,7 @@ struct ConsumerPump {
 impl ConsumerPump {
     fn round(&mut self, q: *mut rd::rd_kafka_queue_t, sink: &mut dyn ConsumerSink) {
         sink.tick();
+        self.shared.apply_pauses();
         let mut timeout = 100;
         let mut taken = 0;
         while taken < self.shared.opts.max_round && !self.shared.stop.load(Ordering::Acquire) {
@@ -525,22 +597,22 @@ impl ConsumerPump {
         }
         drop(groups);
         drop(events);
+        // After every message of the round was handed out: a pause moves the next fetch
+        // to the last one.
+        self.shared.apply_pauses();
     }
 
-    /// One credit for a batch; pause the partition when it runs out.
+    /// One credit for a batch; the partition is paused when it runs out.
     fn charge(&self, topic: &str, partition: i32, first_offset: i64) {
-        // Lock order everywhere: native, then flow.
-        let native = self.shared.native.read();
         let mut flow = self.shared.flow.lock();
         let f = flow.entry((topic.to_string(), partition)).or_default();
         f.inflight += 1;
         if f.next.is_none() {
             f.next = Some(first_offset);
         }
-        if !f.paused && f.inflight >= self.shared.opts.max_inflight {
-            if let Some(n) = native.as_ref() {
-                f.paused = pause(n, topic, partition, true);
-            }
+        if !f.credit_paused && f.inflight >= self.shared.opts.max_inflight {
+            f.credit_paused = true;
+            self.shared.pauses_due.store(true, Ordering::Release);
         }
     }
 

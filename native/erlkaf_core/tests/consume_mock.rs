@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 enum Seen {
     Assigned(Vec<i32>),
     Revoked,
-    /// A batch of this partition, from this offset.
-    Batch(i32, i64),
+    /// A batch of this partition: its first offset and the offset after its last.
+    Batch(i32, i64, i64),
 }
 
 /// Never acknowledges a batch (a handler that is stuck), so flow control pauses each
@@ -28,7 +28,7 @@ struct Stuck {
 
 impl ConsumerSink for Stuck {
     fn messages(&mut self, _topic: &str, partition: i32, msgs: &[MessageView<'_>]) {
-        let _ = self.tx.send(Seen::Batch(partition, msgs[0].offset()));
+        let _ = self.tx.send(Seen::Batch(partition, msgs[0].offset(), msgs[msgs.len() - 1].offset() + 1));
     }
     fn assigned(&mut self, parts: &[TopicPartition]) {
         let _ = self.tx.send(Seen::Assigned(parts.iter().map(|p| p.partition).collect()));
@@ -53,6 +53,10 @@ impl Sink<Vec<Vec<u8>>> for NoReports {
 }
 
 fn member(mock: &MockCluster, group: &str) -> (Consumer, mpsc::Receiver<Seen>) {
+    member_with(mock, group, 1)
+}
+
+fn member_with(mock: &MockCluster, group: &str, max_inflight: u32) -> (Consumer, mpsc::Receiver<Seen>) {
     let props = Properties::new([
         ("bootstrap.servers", mock.bootstrap_servers()),
         ("group.id", group),
@@ -64,7 +68,7 @@ fn member(mock: &MockCluster, group: &str) -> (Consumer, mpsc::Receiver<Seen>) {
     ]);
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(OnceLock::new());
-    let opts = ConsumerOptions { max_inflight: 1, ..ConsumerOptions::default() };
+    let opts = ConsumerOptions { max_inflight, ..ConsumerOptions::default() };
     let c = Consumer::new("member", &props, &["t".to_string()], opts, Box::new(Stuck { tx, shared: shared.clone() })).unwrap();
     let _ = shared.set(c.shared().clone());
     (c, rx)
@@ -83,6 +87,58 @@ fn wait_for(rx: &mpsc::Receiver<Seen>, what: &str, mut want: impl FnMut(&Seen) -
     }
 }
 
+/// A mock cluster with topic "t" (one partition) holding `n` messages.
+fn mock_with_messages(n: usize) -> MockCluster {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("t", 1, 1).unwrap();
+    mock.set_group_initial_rebalance_delay(0);
+    let props = Properties::new([("bootstrap.servers", mock.bootstrap_servers()), ("linger.ms", "1")]);
+    let p: Producer<Vec<Vec<u8>>> = Producer::new("p", &props, Box::new(NoReports)).unwrap();
+    let keep: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+    let vals: Vec<&'static [u8]> = keep.iter().map(|v| unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }).collect();
+    let msgs: Vec<OutMessage> =
+        vals.iter().map(|v| OutMessage { topic: b"t", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 }).collect();
+    // SAFETY: the values point into `keep`, which the batch owns.
+    assert_eq!(unsafe { p.shared().produce(keep, &msgs) }.accepted, n);
+    p.shared().flush(Duration::from_secs(10)).unwrap();
+    mock
+}
+
+/// The application's pause outlasts flow control: acknowledging the batches that used
+/// up the credit does not resume a partition the application paused; its resume does,
+/// from the first offset not handed out (nothing skipped, nothing twice).
+#[test]
+fn application_pause_outlasts_credit() {
+    let mock = mock_with_messages(5000);
+    let (a, rx) = member_with(&mock, "g2", 2);
+    let mut batches = Vec::new();
+    wait_for(&rx, "two batches", |s| {
+        if let Seen::Batch(0, first, next) = s {
+            batches.push((*first, *next));
+        }
+        batches.len() == 2
+    });
+    let shared = a.shared().clone();
+    shared.set_paused("t", 0, true).unwrap();
+    for (_, next) in &batches {
+        shared.ack("t", 0, *next).unwrap();
+    }
+    let quiet = rx.recv_timeout(Duration::from_millis(1500));
+    assert!(!matches!(quiet, Ok(Seen::Batch(..))), "a batch arrived while the application had the partition paused");
+    shared.set_paused("t", 0, false).unwrap();
+    let mut first = None;
+    wait_for(&rx, "a batch after resume", |s| match s {
+        Seen::Batch(0, f, _) => {
+            first = Some(*f);
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(first, Some(batches[1].1), "resumed where the last batch ended");
+    assert!(shared.set_paused("t", 7, true).is_err(), "an unassigned partition is refused");
+    a.shutdown();
+}
+
 /// A partition that flow control paused, revoked by a rebalance and assigned to the same
 /// member again is fetched again (librdkafka keeps an application pause across
 /// assignments of the same consumer), from its committed offset: nothing was
@@ -90,22 +146,11 @@ fn wait_for(rx: &mpsc::Receiver<Seen>, what: &str, mut want: impl FnMut(&Seen) -
 /// fetched before, skipping what it never handled).
 #[test]
 fn paused_partition_assigned_again_is_fetched() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("t", 1, 1).unwrap();
-    mock.set_group_initial_rebalance_delay(0);
-    let props = Properties::new([("bootstrap.servers", mock.bootstrap_servers()), ("linger.ms", "1")]);
-    let p: Producer<Vec<Vec<u8>>> = Producer::new("p", &props, Box::new(NoReports)).unwrap();
-    let keep: Vec<Vec<u8>> = (0..2000).map(|i| format!("v{i}").into_bytes()).collect();
-    let vals: Vec<&'static [u8]> = keep.iter().map(|v| unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }).collect();
-    let msgs: Vec<OutMessage> =
-        vals.iter().map(|v| OutMessage { topic: b"t", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 }).collect();
-    // SAFETY: the values point into `keep`, which the batch owns.
-    assert_eq!(unsafe { p.shared().produce(keep, &msgs) }.accepted, 2000);
-    p.shared().flush(Duration::from_secs(10)).unwrap();
+    let mock = mock_with_messages(2000);
 
     // A gets the partition and a batch, then is paused (it never acknowledges).
     let (a, rx_a) = member(&mock, "g1");
-    wait_for(&rx_a, "first batch", |s| matches!(s, Seen::Batch(0, _)));
+    wait_for(&rx_a, "first batch", |s| matches!(s, Seen::Batch(0, ..)));
     // B joins: A's partition is revoked (eager protocol); whoever gets it, B then leaves
     // and it ends with A again.
     let (b, _rx_b) = member(&mock, "g1");
@@ -122,7 +167,7 @@ fn paused_partition_assigned_again_is_fetched() {
             assigned = false;
             false
         }
-        Seen::Batch(0, offset) if assigned => {
+        Seen::Batch(0, offset, _) if assigned => {
             first = Some(*offset);
             true
         }

@@ -28,6 +28,22 @@ struct Route {
     worker: Option<LocalPid>,
     pending: Vec<(OwnedEnv, SavedTerm)>,
     epoch: u64,
+    /// A batch met a dead worker: what it had been sent may never have been handled.
+    /// Batches are dropped until its successor registers and the pump rewinds.
+    lost: bool,
+    /// A new worker replaced one that had batches: the pump seeks back to the first
+    /// offset not acknowledged before anything more goes out (fetched batches are
+    /// dropped meanwhile: they come again).
+    rewind: bool,
+}
+
+impl Route {
+    /// The worker is gone with what it was sent.
+    fn worker_lost(&mut self) {
+        self.worker = None;
+        self.lost = true;
+        self.pending.clear();
+    }
 }
 
 type Routes = Arc<Mutex<HashMap<Key, Route>>>;
@@ -82,6 +98,24 @@ fn batch_term<'a>(env: Env<'a>, topic: &str, epoch: u64, msgs: &[MessageView<'_>
 impl GroupSink {
     /// Carries out the queued seeks (synchronously, on the pump thread): batches sent
     /// before come from the old position, and the worker learns it through the marker.
+    /// Rewinds the partitions whose worker was replaced (on the pump thread, between two
+    /// rounds: no batch fetched before the seek is held here, and librdkafka drops the
+    /// ones it still had).
+    fn rewinds(&mut self) {
+        let due: Vec<Key> = {
+            let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes.iter().filter(|(_, r)| r.rewind).map(|(k, _)| k.clone()).collect()
+        };
+        let Some(core) = self.core.get() else { return };
+        for key in due {
+            // Not assigned any more (or the client stops): nothing to rewind.
+            let _ = core.rewind(&key.0, key.1);
+            if let Some(route) = self.routes.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+                route.rewind = false;
+            }
+        }
+    }
+
     fn seeks(&mut self) {
         let reqs: Vec<SeekRequest> = std::mem::take(&mut *self.seeks.lock().unwrap_or_else(|e| e.into_inner()));
         for r in reqs {
@@ -117,14 +151,18 @@ impl ConsumerSink for GroupSink {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         // Not (or no longer) ours: nothing was stored for these, the owner re-reads them.
         let Some(route) = routes.get_mut(&(topic.to_string(), partition)) else { return };
+        // Fetched again after the rewind.
+        if route.lost || route.rewind {
+            return;
+        }
         let epoch = route.epoch;
         if let (Some(pid), true) = (route.worker, route.pending.is_empty()) {
-            if self.env.send_and_clear(&pid, |env| batch_term(env, topic, epoch, msgs)).is_ok() {
-                return;
+            if self.env.send_and_clear(&pid, |env| batch_term(env, topic, epoch, msgs)).is_err() {
+                route.worker_lost();
             }
-            // The worker is gone: keep the batch for its successor.
-            route.worker = None;
+            return;
         }
+        // No worker registered yet (a new assignment): kept for it.
         let env = OwnedEnv::new();
         let saved = env.run(|e| env.save(batch_term(e, topic, epoch, msgs)));
         route.pending.push((env, saved));
@@ -132,13 +170,13 @@ impl ConsumerSink for GroupSink {
 
     fn tick(&mut self) {
         self.seeks();
+        self.rewinds();
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         for route in routes.values_mut() {
             let Some(pid) = route.worker else { continue };
-            while !route.pending.is_empty() {
-                let (mut env, saved) = route.pending.remove(0);
+            for (mut env, saved) in std::mem::take(&mut route.pending) {
                 if env.send_and_clear(&pid, |e| saved.load(e)).is_err() {
-                    route.worker = None;
+                    route.worker_lost();
                     break;
                 }
             }
@@ -216,26 +254,22 @@ fn consumer_new<'a>(
 }
 
 /// `(Res, Topic, Partition, Pid) -> ok`: `Pid` is the partition's worker from now on. A
-/// replaced worker's unfinished messages are fetched again (rewind to the next unprocessed
-/// offset).
+/// replaced worker's unfinished messages are fetched again: the pump rewinds to the next
+/// unprocessed offset before it sends `Pid` anything.
 #[rustler::nif]
-fn consumer_register<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, pid: LocalPid) -> Term<'a> {
-    let replaced = {
+fn consumer_register(res: ResourceArc<ConsumerRes>, topic: String, partition: i32, pid: LocalPid) -> rustler::Atom {
+    {
         let mut routes = res.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let route = routes.entry((topic.clone(), partition)).or_default();
-        let replaced = route.worker.is_some_and(|old| old != pid);
-        if replaced {
+        let route = routes.entry((topic, partition)).or_default();
+        if route.lost || route.worker.is_some_and(|old| old != pid) {
             route.pending.clear();
+            route.lost = false;
+            route.rewind = true;
         }
         route.worker = Some(pid);
-        replaced
-    };
-    let r = if replaced { res.consumer.shared().rewind(&topic, partition) } else { Ok(()) };
-    res.consumer.shared().wake();
-    match r {
-        Ok(()) => atoms::ok().encode(env),
-        Err(e) => error_tuple(env, &e),
     }
+    res.consumer.shared().wake();
+    atoms::ok()
 }
 
 fn ok_or<'a>(env: Env<'a>, r: erlkaf_core::Result<()>) -> Term<'a> {
