@@ -15,8 +15,9 @@
 #![allow(unsafe_code)]
 
 use libmimalloc_sys as mi;
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Bytes in front of each block (keeps the 16-byte alignment malloc promises).
 const HEADER: usize = 16;
@@ -28,6 +29,20 @@ static MIMALLOC: AtomicBool = AtomicBool::new(true);
 /// `mi_option_arena_eager_commit` in the mimalloc (v3) of the libmimalloc-sys version
 /// pinned in Cargo.toml (the crate has no constant for it).
 const ARENA_EAGER_COMMIT: mi::mi_option_t = 4;
+/// `mi_option_purge_delay` (ms; mimalloc v3's default is 1000).
+const PURGE_DELAY: mi::mi_option_t = 15;
+/// The purge delay while [`start_purger`]'s thread purges: never reached by the threads
+/// that allocate, as long as that thread runs.
+const HELD_PURGE_DELAY: std::ffi::c_long = 3_600_000;
+/// How often the purger returns freed memory to the OS (what mimalloc's own delay was).
+const PURGE_PERIOD: Duration = Duration::from_millis(1000);
+
+/// Whether purging is left to [`start_purger`]'s thread (no MIMALLOC_PURGE_DELAY given).
+static PURGER: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    fn getenv(name: *const c_char) -> *mut c_char;
+}
 
 /// Runs when the library is loaded, before anything allocates through it.
 #[used]
@@ -41,13 +56,53 @@ extern "C" fn configure() {
     // produce_batch throughput in madvise calls.
     // SAFETY: sets a plain option value.
     unsafe { mi::mi_option_set(ARENA_EAGER_COMMIT, 0) };
-    // Freed memory goes back to the OS after mimalloc's purge delay (10 ms; set
-    // MIMALLOC_PURGE_DELAY in the VM's environment to change it, -1: never). A purge runs
-    // on the thread that frees or allocates, often a scheduler inside a produce call, and
-    // in a VM its madvise calls cost 2-10 ms of kernel time (TLB shootdowns wait for the
-    // other vCPUs). Never purging removed those, but RSS rose by 30-40 MiB in `make
-    // soak-ci` and kept climbing over a 10M-message run (9-21%): not a default for a
-    // library.
+    // Freed memory goes back to the OS on a thread of ours (`start_purger`), not after
+    // mimalloc's purge delay on whichever thread frees or allocates next: that was often
+    // a scheduler inside a produce call, and in a VM a purge's madvise calls cost 2-10 ms
+    // of kernel time (TLB shootdowns wait for the other vCPUs). Never purging removed
+    // those too, but RSS rose by 30-40 MiB in `make soak-ci` and kept climbing over a
+    // 10M-message run. MIMALLOC_PURGE_DELAY in the environment (ms, -1: never) gives
+    // purging back to mimalloc.
+    // SAFETY: getenv before any thread of ours exists; the option is a plain value.
+    unsafe {
+        if getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
+            mi::mi_option_set(PURGE_DELAY, HELD_PURGE_DELAY);
+            PURGER.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Starts the thread that returns freed memory to the OS every second (once per
+/// process; nothing to do when MIMALLOC_PURGE_DELAY hands purging to mimalloc). Call it
+/// before the heap is used in earnest (the NIF's load, the baseline's start).
+pub fn start_purger() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    if !PURGER.load(Ordering::Relaxed) {
+        return;
+    }
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new().name("erlkaf-heap".into()).spawn(|| {
+            // SAFETY: one block made and freed: mimalloc skips collecting on a thread whose
+            // heap it never set up (Rust's thread start allocates today; not relied on).
+            unsafe { mi::mi_free(mi::mi_malloc(16)) };
+            loop {
+                std::thread::sleep(PURGE_PERIOD);
+                // SAFETY: no arguments; a forced collect purges every arena's freed ranges
+                // (mimalloc lets one thread purge at a time; the others skip, not wait).
+                unsafe { mi::mi_collect(true) };
+            }
+        });
+        if spawned.is_err() {
+            // No thread: mimalloc purges by itself again, on its own delay.
+            // SAFETY: a plain option value.
+            unsafe { mi::mi_option_set(PURGE_DELAY, 1000) };
+        }
+    });
+}
+
+/// Whether freed memory goes back to the OS on erlkaf's own thread.
+pub fn purger_in_use() -> bool {
+    PURGER.load(Ordering::Relaxed)
 }
 
 /// New blocks come from mimalloc (`true`, the default) or glibc (`false`). Blocks already

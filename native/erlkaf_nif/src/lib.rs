@@ -77,6 +77,9 @@ fn load(env: Env, info: Term) -> bool {
         .and_then(|a| a.decode::<rustler::Atom>().ok())
         == Some(atoms::system());
     erlkaf_core::heap::use_mimalloc(!system);
+    if !system {
+        erlkaf_core::heap::start_purger();
+    }
     pin_library();
     true
 }

@@ -333,7 +333,12 @@ fn consume(m: &HashMap<String, String>) {
 fn main() {
     let (mode, m) = args();
     // The raw baseline runs on glibc's malloc unless `--alloc mimalloc` (erlkaf's heap).
-    erlkaf_core::heap::use_mimalloc(m.get("alloc").map(String::as_str) == Some("mimalloc"));
+    let mimalloc = m.get("alloc").map(String::as_str) == Some("mimalloc");
+    erlkaf_core::heap::use_mimalloc(mimalloc);
+    if mimalloc {
+        // Freed memory goes back to the OS as in erlkaf (on a thread of its own).
+        erlkaf_core::heap::start_purger();
+    }
     match mode.as_str() {
         "produce" => produce(&m),
         "latency" => latency(&m),
