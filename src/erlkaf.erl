@@ -343,7 +343,9 @@ commit_offsets(ClientId, Timeout) ->
         end
     end).
 
-%% @doc Stops fetching a partition (its worker keeps what it has).
+%% @doc Stops fetching an assigned partition until `resume/3' or the next rebalance (its
+%% worker keeps what it has; batches already fetched still arrive). Returns at once: the
+%% client's pump thread applies it. `{error, unknown_partition}' when not assigned here.
 -spec pause(term(), topic(), partition()) -> ok | {error, term()}.
 pause(ClientId, Topic, Partition) ->
     with_consumer(ClientId, fun(Res) -> erlkaf_nif:consumer_pause(Res, Topic, Partition, true) end).

@@ -287,6 +287,7 @@ t_seek_pause_resume_committed_position(Config) ->
     {ok, Positions} = erlkaf:position(G, [{T, 1}]),
     ?assertEqual([{T, 1, 11}], Positions),
     {error, _} = erlkaf:seek(G, T, 99, 0),
+    {error, unknown_partition} = erlkaf:pause(G, T, 99),
     {error, undefined_client} = erlkaf:seek(no_such_group, T, 0, 0).
 
 t_cooperative_sticky_two_members(Config) ->
