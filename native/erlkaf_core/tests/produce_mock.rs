@@ -245,6 +245,37 @@ fn too_large_value_fails_at_its_index() {
     assert_eq!(p.shared().counters().live_batches(), 0);
 }
 
+/// Runs of plain messages go to librdkafka in one call each: a run to a partition that
+/// does not exist is refused as a whole, and the batch stops there as it would message by
+/// message (the runs before it accepted and reported, nothing after it produced).
+#[test]
+fn unknown_partition_stops_the_batch_at_its_first_message() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("t5", 2, 1).unwrap();
+    let (p, rx) = producer(&mock, &[]);
+    // Metadata first: with the topic's partitions unknown, librdkafka queues the messages
+    // and fails them later, in their reports.
+    let warm: Keep = vec![b"w".to_vec()];
+    let msgs = plain(b"t5", 0, &borrow(&warm));
+    assert_eq!(unsafe { p.shared().produce(warm, &msgs) }.accepted, 1);
+    assert!(collect(&rx, 1)[0].err.is_ok());
+    let keep: Keep = (0..30).map(|i| vec![i as u8; 10]).collect();
+    let vals = borrow(&keep);
+    let mut msgs = plain(b"t5", 0, &vals[..10]);
+    msgs.extend(plain(b"t5", 5, &vals[10..20]));
+    msgs.extend(plain(b"t5", 1, &vals[20..]));
+    let out = unsafe { p.shared().produce(keep, &msgs) };
+    assert_eq!((out.accepted, out.error), (10, Some(Error::Kafka(ErrorCode::UNKNOWN_PARTITION))));
+    let reports = collect(&rx, 10);
+    assert!(reports.iter().all(|r| r.err.is_ok() && r.partition == 0 && r.index < 10), "{reports:?}");
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    while let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
+        assert!(matches!(m, Msg::Stopped(_)), "a report for a message that was not accepted");
+    }
+    assert_eq!(p.shared().counters().live_batches(), 0);
+    assert_eq!(p.shared().counters().outstanding(), 0);
+}
+
 #[test]
 fn create_topic_twice_and_bad_config() {
     let mock = MockCluster::new(1).unwrap();

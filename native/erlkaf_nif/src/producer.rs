@@ -333,9 +333,7 @@ fn produce_chunk<'a>(
         }
     }
     let n = s.values.len();
-    // One clock read for the chunk: librdkafka would read the wall clock for every
-    // message without a timestamp (a tenth of the NIF's time in a profile).
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    // (A message without a timestamp is stamped once per call by the core.)
     let (msgs, headers, values) = (&s.msgs, &s.headers, &s.values);
     // SAFETY: every value slice points into `keep`'s env, which the batch keeps alive
     // until the last report.
@@ -348,7 +346,7 @@ fn produce_chunk<'a>(
                 key: m.key,
                 value: values[i],
                 headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
-                timestamp: if m.timestamp == 0 { now_ms } else { m.timestamp },
+                timestamp: m.timestamp,
             }
         })
     };
