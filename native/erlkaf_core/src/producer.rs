@@ -461,7 +461,7 @@ struct Refused {
 /// partition) without headers or timestamp, produced with one `rd_kafka_produce_batch`
 /// call: one topic lock, one clock reading and one timestamp for all of them, where
 /// `rd_kafka_produceva` takes the lock and reads the clock three times per message
-/// (produce_batch from Erlang: +12% measured). Such a run is refused by librdkafka as a
+/// (produce_batch from Erlang: +5-10% measured). Such a run is refused by librdkafka as a
 /// whole (unknown topic or partition: one lookup under one lock) or from a message on
 /// (a full queue: the rest get the same error), so the accepted messages stay a prefix;
 /// a message librdkafka could refuse alone (too large) is not batched.
