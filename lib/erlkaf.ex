@@ -143,7 +143,14 @@ defmodule Erlkaf do
   @spec commit_offsets(client(), non_neg_integer()) :: :ok | {:error, term()}
   def commit_offsets(client, timeout \\ 30_000), do: :erlkaf.commit_offsets(client, timeout)
 
-  @doc "Stops fetching a partition."
+  @doc """
+  Stops fetching an assigned partition until `resume/3` or the next rebalance. Returns at
+  once (the client's pump thread applies it); batches already fetched still arrive. Flow
+  control never resumes a partition paused here. `{:error, :unknown_partition}` when the
+  partition is not assigned to this member.
+
+      :ok = Erlkaf.pause(:my_group, "events", 0)
+  """
   @spec pause(client(), topic(), non_neg_integer()) :: :ok | {:error, term()}
   def pause(client, topic, partition), do: :erlkaf.pause(client, topic, partition)
 
