@@ -221,10 +221,7 @@ fn teardown(shared: &Arc<Shared>, pump: JoinHandle<Box<dyn ConsumerSink>>) {
     shared.stop.store(true, Ordering::Release);
     // Unblock a pump waiting for a revoke answer that will not come.
     shared.revoke_cv.notify_all();
-    if let Some(n) = shared.native.read().as_ref() {
-        // SAFETY: live queue: wakes the pump out of its poll.
-        unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
-    }
+    shared.wake();
     let mut sink = pump.join().ok();
     let native = shared.native.write().take();
     if let Some(n) = native.as_ref() {
@@ -349,8 +346,8 @@ impl Shared {
                 drop(unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(e) });
             }
             reset_credit(f);
-            drop(flow);
-            self.pauses_due(n);
+            // Applied by the pump after the tick that called this (no wake-up needed).
+            self.pauses_due.store(true, Ordering::Release);
             Ok(())
         })
     }
@@ -431,8 +428,7 @@ impl Shared {
     /// Some flow's pause state changed: the pump applies it before its next poll.
     fn pauses_due(&self, n: &Native) {
         self.pauses_due.store(true, Ordering::Release);
-        // SAFETY: live queue: wakes the pump out of its poll.
-        unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
+        wake(n);
     }
 
     /// Tells librdkafka the pause state every flow wants (pump thread only). The calls
@@ -462,8 +458,7 @@ impl Shared {
     /// Wakes the pump (so that its sink delivers what waited for a worker).
     pub fn wake(&self) {
         if let Some(n) = self.native.read().as_ref() {
-            // SAFETY: live queue.
-            unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
+            wake(n);
         }
     }
 
@@ -509,6 +504,12 @@ impl Shared {
 fn reset_credit(f: &mut Flow) {
     f.inflight = 0;
     f.credit_paused = false;
+}
+
+/// Wakes the pump out of its poll.
+fn wake(n: &Native) {
+    // SAFETY: live queue.
+    unsafe { rd::rd_kafka_queue_yield(n.queue.ptr()) };
 }
 
 /// Pauses or resumes one partition; false when librdkafka refused.

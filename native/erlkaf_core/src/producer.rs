@@ -510,7 +510,7 @@ impl Run {
         // SAFETY: live topic (the caller holds the state lock); the payloads outlive their
         // reports (produce_with's contract); keys are copied.
         let good = unsafe { rd::rd_kafka_produce_batch(self.rkt, self.partition, 0, self.msgs.as_mut_ptr(), k as i32) } as usize;
-        let msgs = std::mem::take(&mut self.msgs);
+        let (msgs, first) = (&self.msgs, self.first);
         let ok = |r: &rd::rd_kafka_message_t| r.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
         // (librdkafka sets each message's err; `good` only says whether to look.)
         let refused = if good == k { None } else { msgs.iter().position(|r| !ok(r)) };
@@ -522,18 +522,17 @@ impl Run {
                 // that message gets its report and the caller may send it again: a
                 // duplicate, never a message lost.
                 if msgs[f..].iter().all(|r| !ok(r)) {
-                    handle.refuse_range(self.first + f..self.first + k);
+                    handle.refuse_range(first + f..first + k);
                 } else {
-                    (f..k).filter(|&j| !ok(&msgs[j])).for_each(|j| handle.refuse(self.first + j));
+                    (f..k).filter(|&j| !ok(&msgs[j])).for_each(|j| handle.refuse(first + j));
                 }
                 Err(Refused {
-                    accepted: self.first + f,
-                    released: self.first + k,
+                    accepted: first + f,
+                    released: first + k,
                     error: Error::Kafka(ErrorCode::from_raw(msgs[f].err)),
                 })
             }
         };
-        self.msgs = msgs;
         self.msgs.clear();
         result
     }

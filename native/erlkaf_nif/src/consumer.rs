@@ -96,8 +96,6 @@ fn batch_term<'a>(env: Env<'a>, topic: &str, epoch: u64, msgs: &[MessageView<'_>
 }
 
 impl GroupSink {
-    /// Carries out the queued seeks (synchronously, on the pump thread): batches sent
-    /// before come from the old position, and the worker learns it through the marker.
     /// Rewinds the partitions whose worker was replaced (on the pump thread, between two
     /// rounds: no batch fetched before the seek is held here, and librdkafka drops the
     /// ones it still had).
@@ -116,6 +114,8 @@ impl GroupSink {
         }
     }
 
+    /// Carries out the queued seeks (synchronously, on the pump thread): batches sent
+    /// before come from the old position, and the worker learns it through the marker.
     fn seeks(&mut self) {
         let reqs: Vec<SeekRequest> = std::mem::take(&mut *self.seeks.lock().unwrap_or_else(|e| e.into_inner()));
         for r in reqs {
