@@ -192,11 +192,12 @@ unsafe fn claim<'a, K>(opaque: *mut std::ffi::c_void) -> Option<&'a Slot<K>> {
     Some(slot)
 }
 
-/// Counts a claimed slot off its batch and frees the batch at its last slot (returns
-/// true then). The batch must not be touched after this call.
-unsafe fn settle<K>(slot: &Slot<K>) -> bool {
-    if (*slot.batch).remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        drop(Arc::from_raw(slot.batch));
+/// Counts `n` claimed slots off the batch at `batch` (a `Batch<K>`) and frees it when they
+/// were its last (returns true then). The batch must not be touched after this call.
+unsafe fn settle<K>(batch: *const (), n: usize) -> bool {
+    let batch = batch as *const Batch<K>;
+    if (*batch).remaining.fetch_sub(n, Ordering::AcqRel) == n {
+        drop(Arc::from_raw(batch));
         return true;
     }
     false
@@ -204,12 +205,17 @@ unsafe fn settle<K>(slot: &Slot<K>) -> bool {
 
 /// Releases of reported slots counted together: the pump releases every message of a
 /// round through one of these, and the counters are updated once per round (dropped or
-/// [`Self::count`]) instead of twice per message.
+/// [`Self::count`]) instead of twice per message. Consecutive releases of one batch (a
+/// batch's reports mostly come in a row) take one countdown of the batch, not one each:
+/// the batch is freed when the run ends (another batch's slot, `count` or drop).
 #[derive(Default)]
 pub struct Releases {
     counters: Option<Arc<Counters>>,
     batches: i64,
     messages: i64,
+    /// The batch of the current run, its slots claimed and not yet counted off it, and
+    /// the countdown for its type.
+    run: Option<(*const (), usize, unsafe fn(*const (), usize) -> bool)>,
 }
 
 impl Releases {
@@ -219,21 +225,37 @@ impl Releases {
     /// As for [`release_reported`].
     pub unsafe fn release<K>(&mut self, opaque: *mut std::ffi::c_void) -> bool {
         let Some(slot) = claim::<K>(opaque) else { return false };
-        let counters = &(*slot.batch).counters;
-        // Taken before the batch may be freed (by this or another thread's release).
-        if !self.counters.as_ref().is_some_and(|c| Arc::ptr_eq(c, counters)) {
-            self.count();
-            self.counters = Some(counters.clone());
+        let batch = slot.batch as *const ();
+        match &mut self.run {
+            Some((b, n, _)) if *b == batch => *n += 1,
+            _ => {
+                self.settle_run();
+                // The batch is alive: its claimed slot is not counted off yet.
+                let counters = &(*slot.batch).counters;
+                if !self.counters.as_ref().is_some_and(|c| Arc::ptr_eq(c, counters)) {
+                    self.count();
+                    self.counters = Some(counters.clone());
+                }
+                self.run = Some((batch, 1, settle::<K>));
+            }
         }
         self.messages += 1;
-        if settle(slot) {
-            self.batches += 1;
-        }
         true
     }
 
-    /// Adds what was released so far to the counters.
+    fn settle_run(&mut self) {
+        if let Some((batch, n, settle)) = self.run.take() {
+            // SAFETY: the run's slots were claimed by this Releases and not counted off.
+            if unsafe { settle(batch, n) } {
+                self.batches += 1;
+            }
+        }
+    }
+
+    /// Counts off the current run (freeing its batch if they were its last) and adds what
+    /// was released so far to the counters.
     pub fn count(&mut self) {
+        self.settle_run();
         if let Some(c) = &self.counters {
             c.released.add(self.batches, self.messages);
             global().released.add(self.batches, self.messages);
@@ -329,6 +351,24 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_batches_through_one_releases_are_each_freed_once() {
+        let freed = Arc::new(AtomicUsize::new(0));
+        let c = Arc::new(Counters::default());
+        let ha = BatchHandle::new(Keep(freed.clone()), 3, c.clone());
+        let hb = BatchHandle::new(Keep(freed.clone()), 2, c.clone());
+        let order = [ha.opaque(0), ha.opaque(1), hb.opaque(0), ha.opaque(2), hb.opaque(1)];
+        let mut r = Releases::default();
+        for o in order {
+            assert!(unsafe { r.release::<Keep>(o) });
+        }
+        // a's last slot ended its run when b's came: a is freed, b (the open run) is not.
+        assert_eq!(freed.load(Ordering::SeqCst), 1);
+        drop(r);
+        assert_eq!(freed.load(Ordering::SeqCst), 2);
+        assert_eq!((c.outstanding(), c.live_batches(), c.double_releases.load(Ordering::SeqCst)), (0, 0, 0));
+    }
+
+    #[test]
     fn releases_count_once_dropped_and_refuse_doubles() {
         let freed = Arc::new(AtomicUsize::new(0));
         let (a, b) = (Arc::new(Counters::default()), Arc::new(Counters::default()));
@@ -343,8 +383,10 @@ mod tests {
         }
         assert_eq!((a.outstanding(), a.double_releases.load(Ordering::SeqCst)), (1, 1));
         assert_eq!((b.outstanding(), b.live_batches()), (1, 1)); // not counted yet
-        assert_eq!(freed.load(Ordering::SeqCst), 1);
+        // b's batch is the open run: counted off (and freed) when the run ends.
+        assert_eq!(freed.load(Ordering::SeqCst), 0);
         unsafe { assert!(r.release::<Keep>(a1)) };
+        assert_eq!(freed.load(Ordering::SeqCst), 1);
         drop(r);
         assert_eq!((a.outstanding(), a.live_batches(), b.outstanding(), b.live_batches()), (0, 0, 0, 0));
         assert_eq!(freed.load(Ordering::SeqCst), 2);

@@ -249,7 +249,8 @@ impl<K: Send + Sync + 'static> Shared<K> {
                 for i in 0..n {
                     let m = msg(i);
                     let rkt = match last_topic {
-                        Some((name, rkt)) if name == m.topic => rkt,
+                        // (The same slice for every message of a NIF call: no byte compare.)
+                        Some((name, rkt)) if std::ptr::eq(name, m.topic) || name == m.topic => rkt,
                         _ => match native.topic(m.topic) {
                             Ok(rkt) => rkt,
                             Err(e) => {
@@ -259,10 +260,12 @@ impl<K: Send + Sync + 'static> Shared<K> {
                         },
                     };
                     last_topic = Some((m.topic, rkt));
-                    if !run.joins(rkt, &m, max) {
+                    let plain = Run::plain(&m, max);
+                    if !(plain && run.continues(rkt, m.partition)) {
+                        // (Messages go out in order: what is collected goes first.)
                         run.produce(&handle)?;
                     }
-                    if run.joins(rkt, &m, max) {
+                    if plain {
                         run.push(rkt, &m, handle.opaque(i), i);
                         if run.msgs.len() == RUN_MAX {
                             run.produce(&handle)?;
@@ -474,12 +477,14 @@ struct Run {
 }
 
 impl Run {
-    /// Whether `m` can be produced with this run.
-    fn joins(&self, rkt: *mut rd::rd_kafka_topic_t, m: &OutMessage<'_>, max_bytes: usize) -> bool {
-        let plain = m.headers.is_empty()
-            && m.timestamp == 0
-            && m.key.map_or(0, <[u8]>::len) + m.value.map_or(0, <[u8]>::len) <= max_bytes;
-        plain && (self.msgs.is_empty() || (self.rkt == rkt && self.partition == m.partition))
+    /// Whether `m` can go in a run at all.
+    fn plain(m: &OutMessage<'_>, max_bytes: usize) -> bool {
+        m.headers.is_empty() && m.timestamp == 0 && m.key.map_or(0, <[u8]>::len) + m.value.map_or(0, <[u8]>::len) <= max_bytes
+    }
+
+    /// Whether a plain message for `rkt` and `partition` can join this run.
+    fn continues(&self, rkt: *mut rd::rd_kafka_topic_t, partition: i32) -> bool {
+        self.msgs.is_empty() || (self.rkt == rkt && self.partition == partition)
     }
 
     fn push(&mut self, rkt: *mut rd::rd_kafka_topic_t, m: &OutMessage<'_>, opaque: *mut std::ffi::c_void, index: usize) {

@@ -46,6 +46,8 @@ rustler::atoms! {
     librdkafka_version,
     allocator,
     longest_produce_call_us,
+    produce_cpu_ns,
+    produce_messages,
     longest_produce_cpu_us,
     produce_calls_over_1ms,
     mimalloc,

@@ -18,7 +18,9 @@ use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
 /// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
-/// produce_calls_over_1ms}`: counters for leak tests, diagnostics and the benchmarks.
+/// produce_calls_over_1ms, produce_cpu_ns, produce_messages}`: counters for leak tests,
+/// diagnostics and the benchmarks (the last five: `producer_produce` calls, i.e. produce
+/// of a list, since `nif_call_times_reset/0`).
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
@@ -33,9 +35,11 @@ fn nif_counters(env: Env) -> Term {
         (atoms::reapers().encode(env), erlkaf_core::reaper::running().encode(env)),
         (atoms::librdkafka_version().encode(env), erlkaf_core::client::librdkafka_version().encode(env)),
         (atoms::allocator().encode(env), allocator().encode(env)),
-        (atoms::longest_produce_call_us().encode(env), longest.0.encode(env)),
-        (atoms::longest_produce_cpu_us().encode(env), longest.1.encode(env)),
-        (atoms::produce_calls_over_1ms().encode(env), longest.2.encode(env)),
+        (atoms::longest_produce_call_us().encode(env), longest.longest_wall_us.encode(env)),
+        (atoms::longest_produce_cpu_us().encode(env), longest.longest_cpu_us.encode(env)),
+        (atoms::produce_calls_over_1ms().encode(env), longest.over_1ms.encode(env)),
+        (atoms::produce_cpu_ns().encode(env), longest.total_cpu_ns.encode(env)),
+        (atoms::produce_messages().encode(env), longest.messages.encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }
