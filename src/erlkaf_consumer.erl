@@ -16,7 +16,10 @@
 
 %% Called in the new partition process when the partition is assigned (again after each
 %% rebalance that gives it to this member). `Offset' is the assignment's start offset
-%% (-1001: the committed offset, or `auto_offset_reset' when there is none).
+%% (-1001: the committed offset, or `auto_offset_reset' when there is none). The
+%% partitions' `init/4' calls run side by side and hold nothing else up (a slow one delays
+%% only its own partition). Anything but `{ok, State}' (or an exception) pauses the
+%% partition until the next rebalance, with an error logged.
 -callback init(Topic :: binary(), Partition :: non_neg_integer(), Offset :: integer(), Args :: term()) ->
     {ok, State :: term()}.
 

@@ -89,6 +89,12 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
                                   [S#state.client_id, T, P, Why], #{domain => [erlkaf]}),
                     erlkaf_nif:consumer_pause(S#state.res, T, P, true),
                     {noreply, S1};
+                {shutdown, {init_failed, Why}} ->
+                    %% Not restarted: the same init/4 would fail again at once.
+                    logger:error("erlkaf ~p: init of ~ts/~p failed: ~p; partition paused until the next rebalance",
+                                 [S#state.client_id, T, P, Why], #{domain => [erlkaf]}),
+                    erlkaf_nif:consumer_pause(S#state.res, T, P, true),
+                    {noreply, S1};
                 normal ->
                     {noreply, S1};
                 _ ->
@@ -128,17 +134,12 @@ terminate(_Reason, #state{client_id = ClientId, res = Res, workers = Ws} = S) ->
         logger:error("erlkaf consumer ~p did not stop in time", [ClientId])
     end.
 
+%% The worker runs init/4 on its own: the group process goes on serving rebalances, and
+%% the partitions' init/4 calls run side by side.
 start_worker(T, P, Offset, #state{res = Res, settings = Settings, workers = Ws} = S) ->
     Topic = maps:get(T, Settings),
-    case erlkaf_partition_worker:start_link(Res, T, P, Offset, Topic#{client_id => S#state.client_id}) of
-        {ok, Pid} ->
-            S#state{workers = Ws#{{T, P} => Pid}, offsets = (S#state.offsets)#{{T, P} => Offset}};
-        {error, Reason} ->
-            logger:error("erlkaf ~p: init of ~ts/~p failed: ~p; partition paused",
-                         [S#state.client_id, T, P, Reason], #{domain => [erlkaf]}),
-            erlkaf_nif:consumer_pause(Res, T, P, true),
-            S
-    end.
+    {ok, Pid} = erlkaf_partition_worker:start_link(Res, T, P, Offset, Topic#{client_id => S#state.client_id}),
+    S#state{workers = Ws#{{T, P} => Pid}, offsets = (S#state.offsets)#{{T, P} => Offset}}.
 
 %% Asks the workers to stop after their current handler call and waits for them (each
 %% stores what it finished); kills those still busy after `stop_timeout_ms'.

@@ -9,7 +9,7 @@
 -include("erlkaf.hrl").
 
 -export([start_link/5, stop/2]).
--export([init/6]).
+-export([init/5]).
 
 %% Erlkaf.Message is Elixir (lib/), compiled only by mix.
 -dialyzer({nowarn_function, convert/2}).
@@ -29,10 +29,14 @@
     client_id :: term()
 }).
 
-%% @doc Starts (and links) the worker; returns once `init/4' succeeded.
--spec start_link(reference(), binary(), non_neg_integer(), integer(), map()) -> {ok, pid()} | {error, term()}.
+%% @doc Starts (and links) the worker; returns at once. The worker runs the handler's
+%% `init/4' on its own (a slow `init/4' holds neither the group process nor the other
+%% partitions' workers), then registers for its partition's batches. When `init/4' fails
+%% it exits with `{shutdown, {init_failed, Result}}'; a stop asked meanwhile is answered
+%% once `init/4' returned, without registering.
+-spec start_link(reference(), binary(), non_neg_integer(), integer(), map()) -> {ok, pid()}.
 start_link(Res, Topic, Partition, Offset, Settings) ->
-    proc_lib:start_link(?MODULE, init, [self(), Res, Topic, Partition, Offset, Settings], 30000).
+    {ok, proc_lib:spawn_link(?MODULE, init, [Res, Topic, Partition, Offset, Settings])}.
 
 %% @doc Asks the worker to stop after the handler call in progress; `Tag' comes back as
 %% `{erlkaf_worker_stopped, Tag, Pid}' once its offsets are stored.
@@ -41,19 +45,23 @@ stop(Pid, Tag) ->
     Pid ! {erlkaf_stop, self(), Tag},
     ok.
 
-init(Parent, Res, Topic, Partition, Offset, Settings) ->
+%% @private
+init(Res, Topic, Partition, Offset, Settings) ->
     #{callback_module := Mod, callback_args := Args} = Settings,
     case catch Mod:init(Topic, Partition, Offset, Args) of
         {ok, State} ->
+            %% Revoked or stopped while init/4 ran: nothing was handled, nothing to store.
+            receive {erlkaf_stop, From, Tag} -> stopped(From, Tag)
+            after 0 -> ok
+            end,
             ok = erlkaf_nif:consumer_register(Res, Topic, Partition, self()),
-            proc_lib:init_ack(Parent, {ok, self()}),
             loop(#w{res = Res, topic = Topic, partition = Partition, module = Mod, state = State,
                     dispatch = maps:get(dispatch_mode, Settings, one_by_one),
                     max_retries = maps:get(max_retries, Settings, infinity),
                     structs = erlang:function_exported(Mod, '__erlkaf_structs__', 0),
                     client_id = maps:get(client_id, Settings, undefined)});
         Other ->
-            proc_lib:init_ack(Parent, {error, {init_failed, Other}})
+            exit({shutdown, {init_failed, Other}})
     end.
 
 loop(#w{epoch = Current} = W) ->

@@ -148,6 +148,39 @@ t_killed_worker_unprocessed_batches_come_again(Config) ->
     Seen = collect(Tag, 300),
     check_order(Seen).
 
+%% Each partition's init/4 runs in its own process: four slow ones run side by side (one
+%% after another they took four times as long, and held the group process meanwhile).
+t_slow_inits_run_side_by_side(Config) ->
+    produce(Config, 100),
+    Tag = make_ref(),
+    Args = #{pid => self(), tag => Tag, init_delay_ms => 1500},
+    ok = erlkaf:create_consumer_group(?config(group, Config), [?config(topic, Config)], client_config(Config),
+                                      [{auto_offset_reset, earliest}], erlkaf_test_handler, Args),
+    Starts = [receive {init, Tag, _, _, _, _} -> erlang:monotonic_time(millisecond) after 20000 -> ct:fail(no_init) end
+              || _ <- lists:seq(1, 4)],
+    Spread = lists:max(Starts) - lists:min(Starts),
+    ct:pal("init/4 of 4 partitions started within ~p ms", [Spread]),
+    ?assert(Spread < 1000),
+    Seen = collect(Tag, 100),
+    check_order(Seen),
+    %% The group process answers while handlers run.
+    {ok, _} = erlkaf:get_stats(?config(group, Config)).
+
+%% A partition whose init/4 fails is paused (and not restarted in a loop); the others are
+%% consumed, and the group stops cleanly.
+t_failed_init_pauses_its_partition(Config) ->
+    produce(Config, 100),
+    Tag = make_ref(),
+    Args = #{pid => self(), tag => Tag, init_fail => [0]},
+    ok = erlkaf:create_consumer_group(?config(group, Config), [?config(topic, Config)], client_config(Config),
+                                      [{auto_offset_reset, earliest}], erlkaf_test_handler, Args),
+    Seen = collect(Tag, 75),
+    ?assertEqual([1, 2, 3], lists:usort([P || [{P, _} | _] <- maps:values(Seen)])),
+    receive {handled, Tag, _, 0, _, _} = M -> ct:fail({paused_partition_consumed, M}) after 1000 -> ok end,
+    Inits = fun Count(N) -> receive {init, Tag, _, 0, _, _} -> Count(N + 1) after 0 -> N end end,
+    ?assertEqual(1, Inits(0)),
+    ok = erlkaf:stop_client(?config(group, Config)).
+
 t_max_retries_goes_to_dead_letter(Config) ->
     produce(Config, 8),
     Tag = make_ref(),

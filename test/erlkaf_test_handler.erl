@@ -4,7 +4,8 @@
 %%% whose first call kills the worker process), `stop_at' (offset that stops the worker),
 %%% `always_fail' (true: every call fails), `hold_at' (offset whose first call blocks until
 %%% the worker is killed), `restart_delay_ms' (a partition's second and later init/4 sleep
-%%% that long: a replaced worker registers late).
+%%% that long: a replaced worker registers late), `init_delay_ms' (every init/4 sleeps that
+%%% long), `init_fail' (partitions whose init/4 returns an error).
 -module(erlkaf_test_handler).
 -behaviour(erlkaf_consumer).
 
@@ -18,7 +19,11 @@ init(Topic, Partition, Offset, Args) ->
         true -> ok;
         false -> timer:sleep(maps:get(restart_delay_ms, Args, 0))
     end,
-    {ok, Args}.
+    timer:sleep(maps:get(init_delay_ms, Args, 0)),
+    case lists:member(Partition, maps:get(init_fail, Args, [])) of
+        true -> {error, planned_init_failure};
+        false -> {ok, Args}
+    end.
 
 handle_message(Msgs, #{pid := Pid, tag := Tag} = S) when is_list(Msgs) ->
     Pid ! {batch, Tag, [{T, P, O, V} || #erlkaf_msg{topic = T, partition = P, offset = O, value = V} <- Msgs]},

@@ -24,6 +24,10 @@ defmodule Erlkaf.Consumer do
   Called in the partition's process when the partition is assigned (again after each
   rebalance that gives it to this member). `offset` is the assignment's start offset
   (-1001: the committed offset). The default returns `{:ok, args}`.
+
+  The partitions' `init/4` calls run side by side and hold nothing else up: a slow one
+  delays only its own partition. Anything but `{:ok, state}` (or an exception) pauses
+  the partition until the next rebalance, with an error logged.
   """
   @callback init(topic :: binary(), partition :: non_neg_integer(), offset :: integer(), args :: term()) ::
               {:ok, state()}
