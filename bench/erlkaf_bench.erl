@@ -111,23 +111,28 @@ better(New, Old, Key) ->
 %% Scenarios
 
 %% produce_batch from one process; reports are not passed to an Erlang callback one by one
-%% (delivery_report_only_error): the NIF path and the pump, against raw produce.
+%% (delivery_report_only_error) and not matched to messages, so no MsgRef is asked for
+%% (`refs => false', as the raw producer makes none either): the NIF path and the pump,
+%% against raw produce. One round with MsgRefs is reported beside (not gated).
 produce_batch(Ctx, N, Size) ->
     Msgs = payloads(1000, Size),
-    %% Raw produces with rd_kafka_produce_batch, 1000 messages a call, as erlkaf's NIF does
-    %% (the fastest way librdkafka offers; produceva per message is 5-30% slower here).
-    {Rate, Raw, Health, Figures} = best_of(Ctx, N, Size, ["--batch", 1000], fun() ->
+    Round = fun(Options) ->
         C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
         R = measure(fun() ->
-            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
+            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs, Options) || _ <- lists:seq(1, N div 1000)],
             ok = erlkaf:flush(C, 300000)
         end),
         ok = erlkaf:stop_client(C),
         R
-    end),
-    progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s (~w ns of scheduler CPU per message in produce calls)",
-             [Size, round(Rate), round(Raw), round(maps:get(produce_ns_per_msg, Health))]),
-    [{produce_batch_100b, Figures#{health => Health}}].
+    end,
+    %% Raw produces with rd_kafka_produce_batch, 1000 messages a call, as erlkaf's NIF does
+    %% (the fastest way librdkafka offers; produceva per message is 5-30% slower here).
+    {Rate, Raw, Health, Figures} = best_of(Ctx, N, Size, ["--batch", 1000], fun() -> Round(#{refs => false}) end),
+    {RefsSecs, _} = Round(#{}),
+    progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s (~w ns of scheduler CPU per message in produce calls); "
+             "with a MsgRef per message ~w msg/s (one round)",
+             [Size, round(Rate), round(Raw), round(maps:get(produce_ns_per_msg, Health)), round(N / RefsSecs)]),
+    [{produce_batch_100b, Figures#{health => Health, erlkaf_with_refs_msg_s => N / RefsSecs}}].
 
 %% produce/4 with a delivery_report/3 callback module called for every message.
 produce_callback(Ctx, N, Size) ->
@@ -159,10 +164,11 @@ produce_callback_only(Ctx, N, Size, Rounds) ->
 
 produce_batch_only(Ctx, N, Size, Rounds) ->
     Msgs = payloads(1000, Size),
+    Options = case os:getenv("ERLKAF_BENCH_REFS") of false -> #{refs => false}; _ -> #{} end,
     alone("produce_batch", N, Rounds, fun() ->
         C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
         {Secs, _} = measure(fun() ->
-            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 1000)],
+            _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs, Options) || _ <- lists:seq(1, N div 1000)],
             ok = erlkaf:flush(C, 300000)
         end),
         ok = erlkaf:stop_client(C),
@@ -766,7 +772,9 @@ markdown(Meta, R, Checks) ->
                        maps:get(cores, Meta), maps:get(date, Meta), ?PARTITIONS]),
         io_lib:format("Raw librdkafka runs on erlkaf's heap (~s) unless the row says glibc.~n~n", [maps:get(allocator, Meta, "?")]),
         "| figure | erlkaf | raw librdkafka | ratio |\n|---|---:|---:|---:|\n",
-        io_lib:format("| produce_batch, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
+        io_lib:format("| produce_batch, 100 B, `refs => false` (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
+        io_lib:format("| produce_batch, 100 B, a MsgRef per message (msg/s, one round) | ~w | | ~.2f |~n",
+                      [round(maps:get(erlkaf_with_refs_msg_s, PB)), maps:get(erlkaf_with_refs_msg_s, PB) / maps:get(raw_msg_s, PB)]),
         io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
         [io_lib:format("| ~s, raw on glibc's malloc (msg/s) | | ~w | ~.2f |~n", [Label, round(maps:get(raw_glibc_msg_s, F)), maps:get(ratio_to_raw_glibc, F)])
          || {Label, F} <- [{"produce_batch", PB}, {"produce/4 + delivery_report/3", CB}], maps:is_key(raw_glibc_msg_s, F)],

@@ -93,18 +93,28 @@ defmodule Erlkaf do
   `length(accepted_refs)` messages were accepted (each gets a report), `not_accepted` is the
   rest of your list starting with the refused message.
 
+  Option `refs: false`: no reference is made per message; the counts come back instead
+  (`{:ok, count}`, `{:error, {reason, accepted_count, not_accepted}}`) and delivery reports
+  carry `:undefined` for the reference. For producers that do not match reports to
+  messages: it saves about a tenth of what a batch of small messages costs the caller.
+
       iex> {:ok, mock} = Erlkaf.Mock.start()
       iex> :ok = Erlkaf.create_producer(:batch_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
       iex> {:ok, refs} = Erlkaf.produce_batch(:batch_doc, "events", ["a", {"k", "b"}, %{value: "c", partition: 1}])
       iex> length(refs)
       3
       iex> {:error, {{:badarg, :value}, [_one], [{"k", 1}]}} = Erlkaf.produce_batch(:batch_doc, "events", ["a", {"k", 1}])
+      iex> Erlkaf.produce_batch(:batch_doc, "events", ["a", "b"], refs: false)
+      {:ok, 2}
       iex> Erlkaf.stop_client(:batch_doc)
       :ok
   """
-  @spec produce_batch(client(), topic(), [term()]) ::
-          {:ok, [reference()]} | {:error, {term(), [reference()], [term()]}} | {:error, term()}
-  def produce_batch(client, topic, messages), do: :erlkaf.produce_batch(client, topic, Enum.map(messages, &batch_msg/1))
+  @spec produce_batch(client(), topic(), [term()], keyword()) ::
+          {:ok, [reference()] | non_neg_integer()}
+          | {:error, {term(), [reference()] | non_neg_integer(), [term()]}}
+          | {:error, term()}
+  def produce_batch(client, topic, messages, opts \\ []),
+    do: :erlkaf.produce_batch(client, topic, Enum.map(messages, &batch_msg/1), Map.new(opts))
 
   @doc """
   Produces one message and waits for its delivery report: `{:ok, partition, offset}`.

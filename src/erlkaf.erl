@@ -39,7 +39,7 @@
 %% Producer API
 -export([
     produce/4, produce/5, produce/6, produce/7,
-    produce_batch/3,
+    produce_batch/3, produce_batch/4,
     produce_sync/4, produce_sync/5,
     flush/2
 ]).
@@ -827,23 +827,55 @@ produce_one(Res, Topic, Msg, Opts) ->
 %% `queue_buffering_overflow_timeout_ms' without progress before `queue_full' is returned.
 -spec produce_batch(client_id(), topic(), [batch_message()]) ->
     {ok, [msg_ref()]} | {error, {produce_error(), [msg_ref()], [batch_message()]}} | {error, produce_error()}.
-produce_batch(ClientId, Topic, Messages) when is_list(Messages) ->
+produce_batch(ClientId, Topic, Messages) ->
+    produce_batch(ClientId, Topic, Messages, #{}).
+
+%% @doc `produce_batch/3' with options. `refs => false': no MsgRef is made; returns
+%% `{ok, Count}' or `{error, {Reason, AcceptedCount, NotAccepted}}', and delivery reports
+%% carry `undefined' for the MsgRef (a message that went through the disk spill of
+%% `local_disk_queue' carries the one the spill gave it). For producers that do not match
+%% reports to messages
+%% (no callback, or one that counts): a reference per message made, returned and
+%% collected is about a tenth of what a batch of small messages costs the caller.
+%%
+%% ```
+%% {ok, 3} = erlkaf:produce_batch(p, <<"events">>, [<<"a">>, <<"b">>, <<"c">>], #{refs => false}).
+%% '''
+-spec produce_batch(client_id(), topic(), [batch_message()], #{refs => boolean()} | [{refs, boolean()}]) ->
+    {ok, [msg_ref()] | non_neg_integer()}
+    | {error, {produce_error(), [msg_ref()] | non_neg_integer(), [batch_message()]}}
+    | {error, produce_error() | {badarg, options}}.
+produce_batch(ClientId, Topic, Messages, Options) when is_list(Options) ->
+    try maps:from_list(Options) of
+        Map -> produce_batch(ClientId, Topic, Messages, Map)
+    catch error:badarg -> {error, {badarg, options}}
+    end;
+produce_batch(ClientId, Topic, Messages, Options) when is_list(Messages), is_map(Options) ->
+    case maps:to_list(Options) of
+        [] -> produce_batch1(ClientId, Topic, Messages, true);
+        [{refs, WantRefs}] when is_boolean(WantRefs) -> produce_batch1(ClientId, Topic, Messages, WantRefs);
+        _ -> {error, {badarg, options}}
+    end;
+produce_batch(_ClientId, _Topic, Messages, _Options) when is_list(Messages) ->
+    {error, {badarg, options}};
+produce_batch(_ClientId, _Topic, _Messages, _Options) ->
+    {error, {badarg, message}}.
+
+produce_batch1(ClientId, Topic, Messages, WantRefs) ->
     with_producer_topic(ClientId, Topic, fun(Res, T, Opts) ->
         case erlkaf_telemetry:enabled() of
             false ->
-                enqueue(Res, T, Messages, owner, Opts);
+                enqueue(Res, T, Messages, owner, Opts, WantRefs);
             true ->
                 T0 = erlang:monotonic_time(),
-                R = enqueue(Res, T, Messages, owner, Opts),
+                R = enqueue(Res, T, Messages, owner, Opts, WantRefs),
                 {Count, Bytes} = count_bytes(Messages, 0, 0),
                 erlkaf_telemetry:execute([erlkaf, produce_batch],
                                          #{count => Count, bytes => Bytes, duration => erlang:monotonic_time() - T0},
                                          #{client_id => ClientId, topic => T, result => case R of {ok, _} -> ok; {error, {E, _, _}} -> E end}),
                 R
         end
-    end);
-produce_batch(_ClientId, _Topic, _Messages) ->
-    {error, {badarg, message}}.
+    end).
 
 %% Messages and value bytes of a batch (which may be an improper list: the NIF said so).
 count_bytes([M | Rest], N, B) -> count_bytes(Rest, N + 1, B + value_size(M));
@@ -946,31 +978,44 @@ topic_bin(_) -> error.
 
 %% Calls the produce NIF until the list is consumed (each call stays well under 1 ms),
 %% applying the overflow strategy when librdkafka's queue is full.
-enqueue(Res, Topic, Messages, owner, #{spilling := Spilling} = Opts) when Spilling =/= undefined ->
+%% `WantRefs' false: the NIF makes no MsgRef and answers counts (Acc then holds counts,
+%% not lists of refs).
+enqueue(Res, Topic, Messages, Reply, Opts) ->
+    enqueue(Res, Topic, Messages, Reply, Opts, true).
+
+enqueue(Res, Topic, Messages, owner, #{spilling := Spilling} = Opts, WantRefs) when Spilling =/= undefined ->
     %% local_disk_queue: while the spill is not empty, everything goes behind it.
     case atomics:get(Spilling, 1) of
-        0 -> enqueue(Res, Topic, Messages, owner, Opts, [], undefined, 1);
-        _ -> spill(Topic, Messages, [], Opts)
+        0 -> enqueue(Res, Topic, Messages, owner, Opts, WantRefs, [], undefined, 1);
+        _ -> spill(Topic, Messages, [], Opts, WantRefs)
     end;
-enqueue(Res, Topic, Messages, Reply, Opts) ->
-    enqueue(Res, Topic, Messages, Reply, Opts, [], undefined, 1).
+enqueue(Res, Topic, Messages, Reply, Opts, WantRefs) ->
+    enqueue(Res, Topic, Messages, Reply, Opts, WantRefs, [], undefined, 1).
 
-%% Hands messages to the producer process, which appends them to its disk spill.
-spill(Topic, Messages, Acc, #{server := Server}) ->
+%% Hands messages to the producer process, which appends them to its disk spill (with a
+%% MsgRef each: a replayed message is reported under it).
+spill(Topic, Messages, Acc, #{server := Server}, WantRefs) ->
     case gen_server:call(Server, {spill, Topic, Messages}, infinity) of
-        {ok, Refs} -> {ok, lists:append(lists:reverse([Refs | Acc]))};
-        {error, {Reason, Refs, Rest}} -> partial(Reason, [Refs | Acc], Rest)
+        {ok, Refs} -> {ok, accepted([refs_or_count(Refs, WantRefs) | Acc], WantRefs)};
+        {error, {Reason, Refs, Rest}} -> partial(Reason, [refs_or_count(Refs, WantRefs) | Acc], Rest, WantRefs)
     end.
 
-enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
-    case erlkaf_nif:producer_produce(Res, Topic, Messages, Reply, true) of
+refs_or_count(Refs, true) -> Refs;
+refs_or_count(Refs, false) -> length(Refs).
+
+%% What the NIF calls accepted, in order: their refs, or how many.
+accepted(Acc, true) -> lists:append(lists:reverse(Acc));
+accepted(Acc, false) -> lists:sum(Acc).
+
+enqueue(Res, Topic, Messages, Reply, Opts, WantRefs, Acc, Deadline, Backoff) ->
+    case erlkaf_nif:producer_produce(Res, Topic, Messages, Reply, WantRefs) of
         {ok, Refs} ->
-            {ok, lists:append(lists:reverse([Refs | Acc]))};
+            {ok, accepted([Refs | Acc], WantRefs)};
         {more, Refs, Rest} ->
-            enqueue(Res, Topic, Rest, Reply, Opts, [Refs | Acc], undefined, 1);
+            enqueue(Res, Topic, Rest, Reply, Opts, WantRefs, [Refs | Acc], undefined, 1);
         {error, queue_full, Refs, Rest} ->
             Acc1 = [Refs | Acc],
-            Progress = Refs =/= [],
+            Progress = Refs =/= [] andalso Refs =/= 0,
             case maps:get(queue_buffering_overflow_strategy, Opts) of
                 block_calling_process ->
                     %% The timeout counts from the last progress.
@@ -981,25 +1026,25 @@ enqueue(Res, Topic, Messages, Reply, Opts, Acc, Deadline, Backoff) ->
                     case wait_for_room(Deadline1, Backoff) of
                         ok ->
                             Backoff1 = case Progress of true -> 1; false -> min(Backoff * 2, 32) end,
-                            enqueue(Res, Topic, Rest, Reply, Opts, Acc1, Deadline1, Backoff1);
+                            enqueue(Res, Topic, Rest, Reply, Opts, WantRefs, Acc1, Deadline1, Backoff1);
                         timeout ->
-                            partial(queue_full, Acc1, Rest)
+                            partial(queue_full, Acc1, Rest, WantRefs)
                     end;
                 drop_records ->
                     counters:add(maps:get(dropped, Opts), 1, length(Rest)),
-                    partial(queue_full, Acc1, Rest);
+                    partial(queue_full, Acc1, Rest, WantRefs);
                 local_disk_queue when Reply =:= owner ->
-                    spill(Topic, Rest, Acc1, Opts);
+                    spill(Topic, Rest, Acc1, Opts, WantRefs);
                 local_disk_queue ->
                     %% produce_sync waits for its report: no spill for it.
-                    partial(queue_full, Acc1, Rest)
+                    partial(queue_full, Acc1, Rest, WantRefs)
             end;
         {error, Reason, Refs, Rest} ->
-            partial(Reason, [Refs | Acc], Rest)
+            partial(Reason, [Refs | Acc], Rest, WantRefs)
     end.
 
-partial(Reason, Acc, Rest) ->
-    {error, {Reason, lists:append(lists:reverse(Acc)), Rest}}.
+partial(Reason, Acc, Rest, WantRefs) ->
+    {error, {Reason, accepted(Acc, WantRefs), Rest}}.
 
 overflow_deadline(Opts) ->
     case maps:get(queue_buffering_overflow_timeout_ms, Opts) of

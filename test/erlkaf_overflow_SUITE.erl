@@ -75,3 +75,19 @@ t_partial_batch_under_drop_records(Config) ->
     ok = erlkaf:stop_client(C),
     Got = erlkaf_test_lib:collect_reports(C, Refs),
     ?assertEqual(10, maps:size(Got)).
+
+%% The same with refs => false: the accepted count, and the queue-full wait of
+%% block_calling_process sees the progress a count shows.
+t_counts_without_refs_under_a_full_queue(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, small_queue(drop_records, [])),
+    Msgs = [integer_to_binary(I) || I <- lists:seq(1, 25)],
+    {error, {queue_full, 10, Rest}} = erlkaf:produce_batch(C, T, Msgs, #{refs => false}),
+    ?assertEqual(lists:nthtail(10, Msgs), Rest),
+    ok = erlkaf:stop_client(C),
+    Mock = ?config(mock, Config),
+    erlkaf_test_lib:reporting_producer(C, Config, small_queue(block_calling_process, [])),
+    Scheduler = self(),
+    spawn_link(fun() -> timer:sleep(500), ok = erlkaf_mock:broker_up(Mock, -1), Scheduler ! up end),
+    {ok, 200} = erlkaf:produce_batch(C, T, [integer_to_binary(I) || I <- lists:seq(1, 200)], #{refs => false}),
+    receive up -> ok end.

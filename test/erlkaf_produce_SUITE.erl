@@ -136,6 +136,31 @@ t_batch_with_bad_element_says_what_was_accepted(Config) ->
     _ = erlkaf_test_lib:collect_reports(C, Refs3),
     receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end.
 
+%% refs => false: counts instead of MsgRefs (also across NIF calls and on a refusal);
+%% every accepted message is reported once, under `undefined', with its content.
+t_batch_without_refs_answers_counts(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    N = 6000,
+    Msgs = [#{key => integer_to_binary(I), value => integer_to_binary(I), partition => I rem 4} || I <- lists:seq(1, N)],
+    {ok, N} = erlkaf:produce_batch(C, T, Msgs, #{refs => false}),
+    {ok, 2} = erlkaf:produce_batch(C, T, [<<"a">>, {<<"k">>, <<"b">>}], [{refs, false}]),
+    {error, {{badarg, value}, 5000, [{<<"k">>, 42}]}} =
+        erlkaf:produce_batch(C, T, lists:duplicate(5000, <<"x">>) ++ [{<<"k">>, 42}], #{refs => false}),
+    {ok, 0} = erlkaf:produce_batch(C, T, [], #{refs => false}),
+    Keys = fun Collect(0, Acc) -> Acc;
+               Collect(Left, Acc) ->
+                   receive {dr, C, undefined, ok, #erlkaf_msg{key = K}} -> Collect(Left - 1, [K | Acc])
+                   after 20000 -> ct:fail({missing_reports, Left})
+                   end
+           end(N + 2 + 5000, []),
+    ?assertEqual(lists:seq(1, N), lists:sort([binary_to_integer(K) || K <- Keys, K =/= undefined, K =/= <<"k">>])),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({unexpected_report, Extra}) after 200 -> ok end,
+    %% Options are checked.
+    {error, {badarg, options}} = erlkaf:produce_batch(C, T, [<<"a">>], #{refs => maybe}),
+    {error, {badarg, options}} = erlkaf:produce_batch(C, T, [<<"a">>], #{colour => red}),
+    {error, {badarg, options}} = erlkaf:produce_batch(C, T, [<<"a">>], [nonsense]),
+    {error, {badarg, options}} = erlkaf:produce_batch(C, T, [<<"a">>], 42).
+
 %% An improper list is refused before any of it is produced.
 t_batch_improper_list_is_badarg(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),

@@ -60,6 +60,18 @@ t_spill_keeps_order_while_the_broker_is_down(Config) ->
     {ok, R} = erlkaf:produce(spill_p, T, <<"k">>, <<"after">>),
     [ok] = [S || {S, _} <- maps:values(erlkaf_test_lib:collect_reports(spill_p, [R]))].
 
+%% refs => false through the spill: counts, and every message reported once.
+t_spill_counts_without_refs(Config) ->
+    T = ?config(topic, Config), Mock = ?config(mock, Config),
+    ok = erlkaf_mock:broker_down(Mock, -1),
+    producer(Config, []),
+    {ok, 300} = erlkaf:produce_batch(spill_p, T, [integer_to_binary(I) || I <- lists:seq(1, 300)], #{refs => false}),
+    ok = erlkaf_mock:broker_up(Mock, -1),
+    Values = [receive {dr, spill_p, _, ok, #erlkaf_msg{value = V}} -> V after 20000 -> ct:fail(missing_report) end
+              || _ <- lists:seq(1, 300)],
+    ?assertEqual(lists:seq(1, 300), lists:sort([binary_to_integer(V) || V <- Values])),
+    receive {dr, spill_p, _, _, _} = Extra -> ct:fail({duplicate_report, Extra}) after 300 -> ok end.
+
 t_spill_survives_a_restart(Config) ->
     T = ?config(topic, Config), Mock = ?config(mock, Config),
     ok = erlkaf_mock:broker_down(Mock, -1),
