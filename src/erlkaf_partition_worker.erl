@@ -54,7 +54,11 @@ init(Res, Topic, Partition, Offset, Settings) ->
             receive {erlkaf_stop, From, Tag} -> stopped(From, Tag)
             after 0 -> ok
             end,
-            ok = erlkaf_nif:consumer_register(Res, Topic, Partition, self()),
+            case erlkaf_nif:consumer_register(Res, Topic, Partition, self()) of
+                ok -> ok;
+                %% Revoked between the check above and now: the stop request follows.
+                {error, unknown_partition} -> exit(normal)
+            end,
             loop(#w{res = Res, topic = Topic, partition = Partition, module = Mod, state = State,
                     dispatch = maps:get(dispatch_mode, Settings, one_by_one),
                     max_retries = maps:get(max_retries, Settings, infinity),

@@ -166,6 +166,31 @@ t_slow_inits_run_side_by_side(Config) ->
     %% The group process answers while handlers run.
     {ok, _} = erlkaf:get_stats(?config(group, Config)).
 
+%% A rebalance while every worker of the first member is still in its (slow) init/4: the
+%% group process serves the revoke at once (it used to be held by the init/4 calls), the
+%% workers stop after init/4 without registering, and nothing is lost.
+t_revoke_during_slow_init_loses_nothing(Config) ->
+    G = ?config(group, Config),
+    Tag = make_ref(),
+    Cfg = client_config(Config),
+    Member = fun(Id, Args) ->
+        ok = erlkaf:create_consumer_group(Id, G, [{?config(topic, Config), [{callback_module, erlkaf_test_handler},
+                                                                          {callback_args, Args#{pid => self(), tag => Tag}}]}],
+                                          Cfg, [{auto_offset_reset, earliest}])
+    end,
+    produce(Config, 200),
+    Member(g1, #{init_delay_ms => 2000}),
+    [receive {init, Tag, _, _, _, _} -> ok after 20000 -> ct:fail(no_init) end || _ <- lists:seq(1, 4)],
+    Member(g2, #{}),
+    Seen = collect(Tag, 200),
+    check_order(Seen),
+    erlkaf_test_lib:wait_until(fun() ->
+        {ok, A1} = erlkaf:assignment(g1), {ok, A2} = erlkaf:assignment(g2),
+        length(A1) + length(A2) =:= 4 andalso A1 =/= [] andalso A2 =/= []
+    end, 30000),
+    produce(Config, 100, 200),
+    ?assertEqual(300, map_size(collect(Tag, 300, Seen, 30000))).
+
 %% A partition whose init/4 fails is paused (and not restarted in a loop); the others are
 %% consumed, and the group stops cleanly.
 t_failed_init_pauses_its_partition(Config) ->

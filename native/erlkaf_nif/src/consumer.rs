@@ -253,14 +253,18 @@ fn consumer_new<'a>(
     }
 }
 
-/// `(Res, Topic, Partition, Pid) -> ok`: `Pid` is the partition's worker from now on. A
-/// replaced worker's unfinished messages are fetched again: the pump rewinds to the next
-/// unprocessed offset before it sends `Pid` anything.
+/// `(Res, Topic, Partition, Pid) -> ok | {error, unknown_partition}`: `Pid` is the
+/// partition's worker from now on. A replaced worker's unfinished messages are fetched
+/// again: the pump rewinds to the next unprocessed offset before it sends `Pid` anything.
+/// `unknown_partition`: not assigned here (any more: revoked while the worker's `init/4`
+/// ran), and no route is made for it.
 #[rustler::nif]
-fn consumer_register(res: ResourceArc<ConsumerRes>, topic: String, partition: i32, pid: LocalPid) -> rustler::Atom {
+fn consumer_register<'a>(env: Env<'a>, res: ResourceArc<ConsumerRes>, topic: String, partition: i32, pid: LocalPid) -> Term<'a> {
     {
         let mut routes = res.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let route = routes.entry((topic, partition)).or_default();
+        let Some(route) = routes.get_mut(&(topic, partition)) else {
+            return error_tuple(env, &erlkaf_core::Error::Kafka(erlkaf_core::ErrorCode::UNKNOWN_PARTITION));
+        };
         if route.lost || route.worker.is_some_and(|old| old != pid) {
             route.pending.clear();
             route.lost = false;
@@ -269,7 +273,7 @@ fn consumer_register(res: ResourceArc<ConsumerRes>, topic: String, partition: i3
         route.worker = Some(pid);
     }
     res.consumer.shared().wake();
-    atoms::ok()
+    atoms::ok().encode(env)
 }
 
 fn ok_or<'a>(env: Env<'a>, r: erlkaf_core::Result<()>) -> Term<'a> {
