@@ -96,7 +96,7 @@ defmodule Erlkaf do
   Option `refs: false`: no reference is made per message; the counts come back instead
   (`{:ok, count}`, `{:error, {reason, accepted_count, not_accepted}}`) and delivery reports
   carry `:undefined` for the reference. For producers that do not match reports to
-  messages: it saves about a tenth of what a batch of small messages costs the caller.
+  messages: one process produces about 8% more small messages per second.
 
       iex> {:ok, mock} = Erlkaf.Mock.start()
       iex> :ok = Erlkaf.create_producer(:batch_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))

@@ -834,9 +834,9 @@ produce_batch(ClientId, Topic, Messages) ->
 %% `{ok, Count}' or `{error, {Reason, AcceptedCount, NotAccepted}}', and delivery reports
 %% carry `undefined' for the MsgRef (a message that went through the disk spill of
 %% `local_disk_queue' carries the one the spill gave it). For producers that do not match
-%% reports to messages
-%% (no callback, or one that counts): a reference per message made, returned and
-%% collected is about a tenth of what a batch of small messages costs the caller.
+%% reports to messages (no callback, or one that counts): without a reference made,
+%% returned and collected per message, one process produces about 8% more small
+%% messages per second.
 %%
 %% ```
 %% {ok, 3} = erlkaf:produce_batch(p, <<"events">>, [<<"a">>, <<"b">>, <<"c">>], #{refs => false}).
