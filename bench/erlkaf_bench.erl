@@ -552,7 +552,10 @@ produce_loop(C, Vs, N) ->
 measure(F) ->
     erlang:system_flag(scheduler_wall_time, true),
     Sw0 = erlang:statistics(scheduler_wall_time),
-    _ = erlang:system_monitor(self(), [{long_schedule, 1}]),
+    %% The events go to a collector: sent to the measured process itself they were a few
+    %% hundred signals a second into its mailbox while it produced.
+    Collector = spawn_link(fun() -> collect_monitor([]) end),
+    _ = erlang:system_monitor(Collector, [{long_schedule, 1}]),
     ok = erlkaf_nif:nif_call_times_reset(),
     T0 = erlang:monotonic_time(microsecond),
     F(),
@@ -561,7 +564,8 @@ measure(F) ->
       produce_cpu_ns := CpuNs, produce_messages := Produced} = erlkaf_nif:nif_counters(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
-    Events = drain_monitor([]),
+    Collector ! {done, self()},
+    Events = receive {monitor_events, Collector, Es} -> Es end,
     Util = utilisation(Sw0, Sw1),
     {(T1 - T0) / 1.0e6, #{long_schedules => length(Events),
                           longest_ms => lists:max([0 | [Ms || {Ms, _} <- Events]]),
@@ -571,11 +575,20 @@ measure(F) ->
                           produce_ns_per_msg => CpuNs / max(1, Produced),
                           scheduler_utilisation => Util}}.
 
-drain_monitor(Acc) ->
+collect_monitor(Acc) ->
     receive
         {monitor, _PidOrPort, long_schedule, Info} ->
-            drain_monitor([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc])
-    after 0 -> Acc
+            collect_monitor([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc]);
+        {done, From} ->
+            %% Events of the last moments may still be on their way (another sender).
+            From ! {monitor_events, self(), late_monitor_events(Acc)}
+    end.
+
+late_monitor_events(Acc) ->
+    receive
+        {monitor, _PidOrPort, long_schedule, Info} ->
+            late_monitor_events([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc])
+    after 20 -> Acc
     end.
 
 utilisation(S0, S1) ->
