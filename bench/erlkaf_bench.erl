@@ -554,7 +554,7 @@ measure(F) ->
     Sw0 = erlang:statistics(scheduler_wall_time),
     %% The events go to a collector: sent to the measured process itself they were a few
     %% hundred signals a second into its mailbox while it produced.
-    Collector = spawn_link(fun() -> collect_monitor([]) end),
+    Collector = spawn_link(fun() -> collect_monitor([], infinity, undefined) end),
     _ = erlang:system_monitor(Collector, [{long_schedule, 1}]),
     ok = erlkaf_nif:nif_call_times_reset(),
     T0 = erlang:monotonic_time(microsecond),
@@ -575,20 +575,16 @@ measure(F) ->
                           produce_ns_per_msg => CpuNs / max(1, Produced),
                           scheduler_utilisation => Util}}.
 
-collect_monitor(Acc) ->
+%% Collects long_schedule events until `done', then for 20 ms more (events of the last
+%% moments may still be on their way: another sender), and answers with them.
+collect_monitor(Acc, Wait, From) ->
     receive
         {monitor, _PidOrPort, long_schedule, Info} ->
-            collect_monitor([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc]);
-        {done, From} ->
-            %% Events of the last moments may still be on their way (another sender).
-            From ! {monitor_events, self(), late_monitor_events(Acc)}
-    end.
-
-late_monitor_events(Acc) ->
-    receive
-        {monitor, _PidOrPort, long_schedule, Info} ->
-            late_monitor_events([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc])
-    after 20 -> Acc
+            collect_monitor([{proplists:get_value(timeout, Info), proplists:get_value(in, Info)} | Acc], Wait, From);
+        {done, Asker} ->
+            collect_monitor(Acc, 20, Asker)
+    after Wait ->
+        From ! {monitor_events, self(), Acc}
     end.
 
 utilisation(S0, S1) ->

@@ -85,16 +85,10 @@ handle_info({'EXIT', Pid, Reason}, #state{workers = Ws} = S) ->
             S1 = S#state{workers = maps:remove(K, Ws)},
             case Reason of
                 {handler_stop, Why} ->
-                    logger:notice("erlkaf ~p: handler stopped ~ts/~p: ~p; partition paused until the next rebalance",
-                                  [S#state.client_id, T, P, Why], #{domain => [erlkaf]}),
-                    erlkaf_nif:consumer_pause(S#state.res, T, P, true),
-                    {noreply, S1};
+                    {noreply, pause_partition(notice, "handler stopped ~ts/~p: ~p", T, P, Why, S1)};
                 {shutdown, {init_failed, Why}} ->
                     %% Not restarted: the same init/4 would fail again at once.
-                    logger:error("erlkaf ~p: init of ~ts/~p failed: ~p; partition paused until the next rebalance",
-                                 [S#state.client_id, T, P, Why], #{domain => [erlkaf]}),
-                    erlkaf_nif:consumer_pause(S#state.res, T, P, true),
-                    {noreply, S1};
+                    {noreply, pause_partition(error, "init of ~ts/~p failed: ~p", T, P, Why, S1)};
                 normal ->
                     {noreply, S1};
                 _ ->
@@ -120,6 +114,13 @@ handle_info({erlkaf_event, Event}, #state{client_id = ClientId, callbacks = Call
     end;
 handle_info(_Other, S) ->
     {noreply, S}.
+
+%% A partition whose worker ended for good: paused until the next rebalance, and logged.
+pause_partition(Level, What, T, P, Why, #state{client_id = ClientId, res = Res} = S) ->
+    logger:log(Level, "erlkaf ~p: " ++ What ++ "; partition paused until the next rebalance",
+               [ClientId, T, P, Why], #{domain => [erlkaf]}),
+    erlkaf_nif:consumer_pause(Res, T, P, true),
+    S.
 
 rebalance_event(Kind, Parts, #state{client_id = ClientId}) ->
     erlkaf_telemetry:execute([erlkaf, rebalance], #{count => length(Parts)},

@@ -95,7 +95,7 @@ pub fn start_purger() {
         if spawned.is_err() {
             // No thread: mimalloc purges by itself again, on its own delay.
             // SAFETY: a plain option value.
-            unsafe { mi::mi_option_set(PURGE_DELAY, 1000) };
+            unsafe { mi::mi_option_set(PURGE_DELAY, PURGE_PERIOD.as_millis() as std::ffi::c_long) };
         }
     });
 }

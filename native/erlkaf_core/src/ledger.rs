@@ -213,10 +213,12 @@ pub struct Releases {
     counters: Option<Arc<Counters>>,
     batches: i64,
     messages: i64,
-    /// The batch of the current run, its slots claimed and not yet counted off it, and
-    /// the countdown for its type.
-    run: Option<(*const (), usize, unsafe fn(*const (), usize) -> bool)>,
+    run: Option<Run>,
 }
+
+/// The batch of a run of releases, its slots claimed and not yet counted off it, and the
+/// countdown for its type ([`settle`]).
+type Run = (*const (), usize, unsafe fn(*const (), usize) -> bool);
 
 impl Releases {
     /// [`release_reported`], counted later.

@@ -448,7 +448,7 @@ impl Hasher for Fnv {
 const RUN_MAX: usize = 1024;
 
 thread_local! {
-    static RUN: std::cell::RefCell<Run> = std::cell::RefCell::new(Run { rkt: std::ptr::null_mut(), partition: 0, first: 0, msgs: Vec::new() });
+    static RUN: std::cell::RefCell<Run> = const { std::cell::RefCell::new(Run { rkt: std::ptr::null_mut(), partition: 0, first: 0, msgs: Vec::new() }) };
 }
 
 /// Where a produce call stopped: messages `..accepted` were accepted, those in
@@ -547,7 +547,7 @@ impl Run {
 fn bytes_ptr(b: Option<&[u8]>) -> (*mut std::ffi::c_void, usize) {
     match b {
         None => (std::ptr::null_mut(), 0),
-        Some(v) if v.is_empty() => (EMPTY.as_ptr() as *mut _, 0),
+        Some([]) => (EMPTY.as_ptr() as *mut _, 0),
         Some(v) => (v.as_ptr() as *mut _, v.len()),
     }
 }
@@ -573,15 +573,11 @@ fn produce_one(
     };
     push(V::RD_KAFKA_VTYPE_RKT, U { rkt });
     push(V::RD_KAFKA_VTYPE_PARTITION, U { i32_: m.partition });
-    if let Some(v) = m.value {
-        let ptr = if v.is_empty() { EMPTY.as_ptr() } else { v.as_ptr() };
-        let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: v.len() };
-        push(V::RD_KAFKA_VTYPE_VALUE, U { mem });
-    }
-    if let Some(k) = m.key {
-        let ptr = if k.is_empty() { EMPTY.as_ptr() } else { k.as_ptr() };
-        let mem = rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr: ptr as *mut _, size: k.len() };
-        push(V::RD_KAFKA_VTYPE_KEY, U { mem });
+    for (vtype, bytes) in [(V::RD_KAFKA_VTYPE_VALUE, m.value), (V::RD_KAFKA_VTYPE_KEY, m.key)] {
+        if bytes.is_some() {
+            let (ptr, size) = bytes_ptr(bytes);
+            push(vtype, U { mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 { ptr, size } });
+        }
     }
     push(V::RD_KAFKA_VTYPE_OPAQUE, U { ptr: opaque });
     if m.timestamp != 0 {

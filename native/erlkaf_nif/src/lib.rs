@@ -25,7 +25,7 @@ use rustler::{Encoder, Env, Term};
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
     let g = erlkaf_core::ledger::global();
-    let longest = producer::longest_produce_call();
+    let longest = producer::produce_calls();
     let pairs = [
         (atoms::live_batches().encode(env), g.live_batches().encode(env)),
         (atoms::outstanding().encode(env), g.outstanding().encode(env)),
@@ -48,7 +48,7 @@ fn nif_counters(env: Env) -> Term {
 /// `nif_counters/0`).
 #[rustler::nif]
 fn nif_call_times_reset() -> rustler::Atom {
-    producer::reset_longest_produce_call();
+    producer::reset_produce_calls();
     atoms::ok()
 }
 

@@ -32,7 +32,7 @@ const CHUNK: usize = 128;
 /// call's own work). The benchmarks gate on them. Also the calls' CPU time and messages
 /// in total: the scheduler's cost per message of a batch, less noisy on a shared machine
 /// than a throughput (the benchmarks report it).
-struct Longest {
+struct CallFigures {
     wall_us: AtomicU64,
     cpu_us: AtomicU64,
     over_1ms: AtomicU64,
@@ -40,7 +40,7 @@ struct Longest {
     messages: AtomicU64,
 }
 
-static LONGEST_PRODUCE_CALL: Longest = Longest {
+static PRODUCE_CALLS: CallFigures = CallFigures {
     wall_us: AtomicU64::new(0),
     cpu_us: AtomicU64::new(0),
     over_1ms: AtomicU64::new(0),
@@ -48,7 +48,7 @@ static LONGEST_PRODUCE_CALL: Longest = Longest {
     messages: AtomicU64::new(0),
 };
 
-impl Longest {
+impl CallFigures {
     fn record(&self, wall_us: u64, cpu_started: u64, messages: usize) {
         let cpu_ns = thread_cpu_ns().saturating_sub(cpu_started);
         let cpu = cpu_ns / 1000;
@@ -63,7 +63,7 @@ impl Longest {
 }
 
 /// Figures of `producer_produce` calls since the library was loaded or
-/// [`reset_longest_produce_call`].
+/// [`reset_produce_calls`].
 pub struct ProduceCalls {
     /// Longest call, wall time (µs).
     pub longest_wall_us: u64,
@@ -78,8 +78,8 @@ pub struct ProduceCalls {
 }
 
 /// See [`ProduceCalls`].
-pub fn longest_produce_call() -> ProduceCalls {
-    let l = &LONGEST_PRODUCE_CALL;
+pub fn produce_calls() -> ProduceCalls {
+    let l = &PRODUCE_CALLS;
     ProduceCalls {
         longest_wall_us: l.wall_us.load(Ordering::Relaxed),
         longest_cpu_us: l.cpu_us.load(Ordering::Relaxed),
@@ -89,9 +89,9 @@ pub fn longest_produce_call() -> ProduceCalls {
     }
 }
 
-/// Starts [`longest_produce_call`] over (a benchmark scenario's own figures).
-pub fn reset_longest_produce_call() {
-    let l = &LONGEST_PRODUCE_CALL;
+/// Starts [`produce_calls`] over (a benchmark scenario's own figures).
+pub fn reset_produce_calls() {
+    let l = &PRODUCE_CALLS;
     for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.total_cpu_ns, &l.messages] {
         a.store(0, Ordering::Relaxed);
     }
@@ -264,7 +264,7 @@ fn produce_list<'a>(
         }
     };
     let took = started.elapsed().as_micros() as u64;
-    LONGEST_PRODUCE_CALL.record(took, cpu_started, accepted);
+    PRODUCE_CALLS.record(took, cpu_started, accepted);
     let percent = (took / 10).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
     let refs = if want_refs {
