@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 ERL_PATHS := -pa _build/default/lib/erlkaf/ebin -pa _build/default/lib/erlkaf/bench
 
-.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer docs bench bench-gate bench-criterion soak soak-ci test-brokers
+.PHONY: deps build test test-rust test-eunit test-ct test-ex test-fixtures demo broker clean dialyzer lint docs bench bench-gate bench-criterion soak soak-ci test-brokers
 
 # Installs the toolchain with apt-get when something is missing (Debian/Ubuntu, as root
 # or with sudo). cargo itself comes from rustup and is not installed here.
@@ -72,6 +72,12 @@ broker: build
 
 dialyzer:
 	rebar3 dialyzer
+
+# clippy on the Rust crates (library, NIF, tests, benches, the baseline), warnings as errors.
+lint:
+	@if cargo clippy --version >/dev/null 2>&1; then \
+	  cargo clippy --locked -p erlkaf_core -p erlkaf_nif --features erlkaf_core/mimalloc --all-targets -- -D warnings; \
+	else echo "lint: cargo clippy is not installed with this toolchain (rustup component add clippy): skipped"; fi
 
 # Benchmarks: erlkaf against raw librdkafka (erlkaf-baseline), same broker, same run.
 # The VM runs with scheduler busy-waiting off: on 2 cores the spinning schedulers would

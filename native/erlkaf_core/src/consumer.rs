@@ -122,7 +122,7 @@ impl Consumer {
         if props.get("group.id").is_none() {
             return Err(Error::InvalidConfig("group.id".into(), "a consumer group needs a group id".into()));
         }
-        let auto_commit = props.get("enable.auto.commit").map_or(true, |v| v == "true");
+        let auto_commit = props.get("enable.auto.commit").is_none_or(|v| v == "true");
         let mut props = props.clone();
         props.set("enable.auto.offset.store", "false");
         props.set("enable.partition.eof", "false");
@@ -143,7 +143,7 @@ impl Consumer {
                 events |= rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH;
             }
             // SAFETY: conf is live and not yet handed to rd_kafka_new.
-            unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
+            unsafe { rd::rd_kafka_conf_set_events(conf, events) };
         })?;
         // SAFETY: live handle. Logs and errors go to the main queue, which is forwarded to
         // the consumer queue: one queue, one pump.

@@ -317,7 +317,7 @@ mod tests {
             let counters = Arc::new(Counters::default());
             let h = BatchHandle::new(Keep(freed.clone()), n, counters.clone());
             let opaques: Vec<_> = (0..n).map(|i| h.opaque(i) as usize).collect();
-            for i in 0..n { if refused[i] { h.refuse(i) } }
+            (0..n).filter(|&i| refused[i]).for_each(|i| h.refuse(i));
             let mut reported = 0;
             let accepted: Vec<usize> = order.iter().copied().filter(|&i| i < n && !refused[i]).collect();
             for (k, &i) in accepted.iter().enumerate() {

@@ -3,6 +3,9 @@
 use rdkafka_sys as rd;
 use std::ffi::CStr;
 
+/// A header: its name and its value (`None`: a null value).
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Kind of a message timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampType {
@@ -89,7 +92,7 @@ impl<'a> MessageView<'a> {
     }
 
     /// Headers in order (duplicates kept); `None` when the message has none.
-    pub fn headers(&self) -> Option<Vec<(&'a [u8], Option<&'a [u8]>)>> {
+    pub fn headers(&self) -> Option<Vec<Header<'a>>> {
         let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
         // SAFETY: valid message; the headers stay owned by the message.
         let err = unsafe { rd::rd_kafka_message_headers(self.msg, &mut hdrs) };

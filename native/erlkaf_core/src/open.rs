@@ -235,7 +235,7 @@ mod tests {
         let ob = OpenBatches::new(counters.clone());
         let freed = Arc::new(AtomicUsize::new(0));
         let lookups = std::cell::Cell::new(0);
-        let mut produce = |name: &[u8]| {
+        let produce = |name: &[u8]| {
             ob.with_slot(
                 name,
                 |cached| Ok::<usize, ()>(cached.unwrap_or_else(|| { lookups.set(lookups.get() + 1); name.len() })),

@@ -18,6 +18,7 @@ use crate::client::{Kafka, Kind};
 use crate::config::Properties;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ledger::{BatchHandle, Counters};
+use crate::message::Header;
 use crate::native::{NativeHeaders, NativePtr, NativeQueue, NativeTopic};
 use crate::open::{OpenBatches, SlotUse};
 use crate::pump::{Pump, Sink};
@@ -43,7 +44,7 @@ pub struct OutMessage<'a> {
     /// Value; `None` is a null value (tombstone). Passed by reference.
     pub value: Option<&'a [u8]>,
     /// Headers in order; a `None` value is a null header value. Copied by librdkafka.
-    pub headers: &'a [(&'a [u8], Option<&'a [u8]>)],
+    pub headers: &'a [Header<'a>],
     /// Milliseconds since the epoch; 0 lets librdkafka stamp the create time.
     pub timestamp: i64,
 }
@@ -131,7 +132,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
                 events |= rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH;
             }
             // SAFETY: conf is live and not yet handed to rd_kafka_new.
-            unsafe { rd::rd_kafka_conf_set_events(conf, events as i32) };
+            unsafe { rd::rd_kafka_conf_set_events(conf, events) };
         })?;
         // SAFETY: live handle; NULL forwards logs to the main queue.
         unsafe { rd::rd_kafka_set_log_queue(kafka.ptr(), std::ptr::null_mut()) };
@@ -196,7 +197,7 @@ fn teardown<K: Send + Sync + 'static>(shared: &Shared<K>, pump: Pump<K>, flush_t
             report.purged = n.kafka.outq_len() as i64;
             let flags = rd::RD_KAFKA_PURGE_F_QUEUE | rd::RD_KAFKA_PURGE_F_INFLIGHT;
             // SAFETY: live handle; we are not on a librdkafka thread.
-            unsafe { rd::rd_kafka_purge(n.kafka.ptr(), flags as i32) };
+            unsafe { rd::rd_kafka_purge(n.kafka.ptr(), flags) };
         }
         drop(st);
         // Purged messages get their (error) reports through the pump.

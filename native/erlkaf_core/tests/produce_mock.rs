@@ -11,6 +11,9 @@ use std::time::Duration;
 /// Payload owner of a test batch: the values themselves.
 type Keep = Vec<Vec<u8>>;
 
+/// A header copied out of a report: name and value (`None`: null).
+type OwnedHeader = (Vec<u8>, Option<Vec<u8>>);
+
 #[derive(Debug, Clone, PartialEq)]
 struct Report {
     index: usize,
@@ -19,7 +22,7 @@ struct Report {
     offset: i64,
     value: Option<Vec<u8>>,
     key: Option<Vec<u8>>,
-    headers: Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+    headers: Option<Vec<OwnedHeader>>,
     ts: (i64, erlkaf_core::message::TimestampType),
 }
 

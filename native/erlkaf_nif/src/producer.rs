@@ -10,6 +10,7 @@ use rustler::sys::ErlNifTerm;
 use crate::resource::ProducerRes;
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
+use erlkaf_core::message::Header;
 use erlkaf_core::producer::{OpenError, OutMessage, Producer};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use smallvec::SmallVec;
@@ -209,9 +210,6 @@ impl Scratch {
         self.values.clear();
     }
 }
-
-/// A header as librdkafka takes it: name and value (`None`: null).
-type Header<'h> = (&'h [u8], Option<&'h [u8]>);
 
 thread_local!(static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default()));
 

@@ -51,6 +51,12 @@ impl Client {
     }
 }
 
+/// `{Name, Partitions, ReplicationFactor, [{ConfigKey, ConfigValue}]}` of `create_topics`.
+type NewTopicTerm = (String, i32, i32, Vec<(String, String)>);
+
+/// A blocking job on a client handle, run on a thread of its own.
+type Job<T> = Box<dyn FnOnce(&Kafka) -> Result<T> + Send>;
+
 fn decode_query(q: Term) -> NifResult<Query> {
     if let Ok((tag, topic)) = q.decode::<(rustler::Atom, Term)>() {
         if tag == atoms::metadata() {
@@ -58,7 +64,7 @@ fn decode_query(q: Term) -> NifResult<Query> {
             return Ok(Query::Metadata(topic));
         }
         if tag == atoms::create_topics() {
-            let topics: Vec<(String, i32, i32, Vec<(String, String)>)> = topic.decode()?;
+            let topics: Vec<NewTopicTerm> = topic.decode()?;
             return Ok(Query::CreateTopics(
                 topics
                     .into_iter()
@@ -123,7 +129,7 @@ fn client_query<'a>(env: Env<'a>, res: Term<'a>, query: Term<'a>, timeout_ms: u3
     let query = decode_query(query)?;
     let timeout = Duration::from_millis(timeout_ms as u64);
     // Each query: a job on the client handle (on a thread of its own) and its answer.
-    let later = |name, job: Box<dyn FnOnce(&Kafka) -> Result<Answer> + Send>| {
+    let later = |name, job: Job<Answer>| {
         reply_later(env, name, atoms::erlkaf_query(), tag, move || client.with_kafka(job), Answer::encode)
     };
     Ok(match query {
@@ -346,7 +352,7 @@ fn metadata_term<'a>(env: Env<'a>, md: &Metadata) -> Term<'a> {
 fn producer_txn<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, op: rustler::Atom, timeout_ms: u32, tag: Term<'a>) -> NifResult<Term<'a>> {
     use erlkaf_core::txn;
     let timeout = Duration::from_millis(timeout_ms as u64);
-    let job: Box<dyn FnOnce(&Kafka) -> Result<()> + Send> = if op == atoms::init() {
+    let job: Job<()> = if op == atoms::init() {
         Box::new(move |k| txn::init(k, timeout))
     } else if op == atoms::begin() {
         Box::new(txn::begin)

@@ -178,7 +178,7 @@ pub fn event_term<'a>(env: Env<'a>, event: ClientEvent<'_>) -> Term<'a> {
         ClientEvent::Log { level, facility, message } => (atoms::log(), level, facility, message).encode(env),
         ClientEvent::OAuthRefresh(cfg) => (atoms::oauthbearer_token_refresh(), binary(env, cfg.as_bytes())).encode(env),
         ClientEvent::Stats(json) => {
-            let stats = erlkaf_core::json::parse(&json, &mut TermBuilder(env)).unwrap_or_else(|_| binary(env, json.as_bytes()));
+            let stats = erlkaf_core::json::parse(json, &mut TermBuilder(env)).unwrap_or_else(|_| binary(env, json.as_bytes()));
             (atoms::stats(), stats).encode(env)
         }
     }

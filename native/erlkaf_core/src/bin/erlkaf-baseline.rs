@@ -128,7 +128,7 @@ fn topic(rk: &Client, m: &HashMap<String, String>) -> *mut rd::rd_kafka_topic_t 
 fn produce(m: &HashMap<String, String>) {
     let n: u64 = get(m, "messages", 1_000_000);
     let size: usize = get(m, "size", 100);
-    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "5"), rd::RD_KAFKA_EVENT_DR as i32));
+    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "5"), rd::RD_KAFKA_EVENT_DR));
     let rkt = topic(&rk, m);
     let payload = vec![b'x'; size];
     let done = Arc::new(AtomicU64::new(0));
@@ -141,6 +141,8 @@ fn produce(m: &HashMap<String, String>) {
             e2.fetch_add(1, Ordering::Relaxed);
         }
     });
+    // Waits on a full queue: none means the producing thread set the pace.
+    let full_waits = AtomicU64::new(0);
     let t0 = Instant::now();
     let mut i = 0;
     // --batch N: rd_kafka_produce_batch, N messages a call (to compare with produceva per
@@ -165,7 +167,10 @@ fn produce(m: &HashMap<String, String>) {
             if good < k {
                 // librdkafka refuses from the first failure on: a full queue is waited out.
                 match msgs[good as usize].err {
-                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => std::thread::sleep(Duration::from_micros(200)),
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => {
+                        full_waits.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
                     e => panic!("produce failed: {e:?}"),
                 }
             }
@@ -178,13 +183,16 @@ fn produce(m: &HashMap<String, String>) {
     let rkt_addr = rkt as usize;
     std::thread::scope(|sc| {
         for t in 0..threads {
-            let (rk, payload) = (&rk, &payload);
+            let (rk, payload, full_waits) = (&rk, &payload, &full_waits);
             sc.spawn(move || {
                 let mut j = 0;
                 while j < per {
                     match produce_one(rk.0, rkt_addr as *mut _, payload, (t * per + j) as usize) {
                         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => j += 1,
-                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => std::thread::sleep(Duration::from_micros(200)),
+                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => {
+                            full_waits.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_micros(200))
+                        }
                         e => panic!("produce failed: {e:?}"),
                     }
                 }
@@ -200,10 +208,11 @@ fn produce(m: &HashMap<String, String>) {
     stop.store(true, Ordering::Release);
     th.join().unwrap();
     println!(
-        "{{\"mode\":\"produce\",\"messages\":{n},\"size\":{size},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2},\"errors\":{}}}",
+        "{{\"mode\":\"produce\",\"messages\":{n},\"size\":{size},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2},\"errors\":{},\"queue_full_waits\":{}}}",
         n as f64 / secs,
         n as f64 * size as f64 / secs / 1e6,
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        full_waits.load(Ordering::Relaxed)
     );
     unsafe {
         rd::rd_kafka_topic_destroy(rkt);
@@ -215,7 +224,7 @@ fn latency(m: &HashMap<String, String>) {
     let n: u64 = get(m, "messages", 20000);
     let rate: u64 = get(m, "rate", 10000);
     let size: usize = get(m, "size", 100);
-    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "0"), rd::RD_KAFKA_EVENT_DR as i32));
+    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "0"), rd::RD_KAFKA_EVENT_DR));
     let rkt = topic(&rk, m);
     let payload = vec![b'x'; size];
     let base = Instant::now();
