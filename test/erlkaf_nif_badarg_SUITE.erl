@@ -43,6 +43,25 @@ t_random_terms_never_crash(Config) ->
     {ok, _, _} = erlkaf:produce_sync(fuzz, erlkaf_test_lib:unique_topic(fuzz), <<"k">>, <<"v">>),
     erlkaf_mock:stop(M).
 
+%% The produce NIFs find the producer by its resource type (a handle taken at load, not
+%% rustler's lookup): another resource type or a term that is no resource is refused as
+%% before, and a producer's is accepted.
+t_produce_nifs_take_only_a_producer(Config) ->
+    {ok, M} = erlkaf_mock:start(),
+    MockRes = maps:get(res, sys:get_state(M)),
+    {ok, Res} = erlkaf_nif:producer_new(<<"rt">>, [{<<"bootstrap.servers">>, erlkaf_test_lib:bootstrap(Config)}], self(), all),
+    T = erlkaf_test_lib:unique_topic(rt),
+    Send = fun(R) -> erlkaf_nif:producer_send(R, T, -1, undefined, <<"v">>, undefined, 0) end,
+    Batch = fun(R) -> erlkaf_nif:producer_produce(R, T, [<<"v">>], owner, true) end,
+    [?assertError(badarg, F(Bad)) || F <- [Send, Batch], Bad <- [MockRes, make_ref(), <<"res">>, self()]],
+    ?assertMatch({ok, Ref} when is_reference(Ref), Send(Res)),
+    ?assertMatch({ok, [Ref]} when is_reference(Ref), Batch(Res)),
+    %% The handle was taken at load and agrees with rustler's (checked at producer_new):
+    %% a rustler with another layout would turn this off (and cost 3-4% of produce/4).
+    ?assertMatch(#{fast_producer_decode := true}, erlkaf_nif:nif_counters()),
+    ok = erlkaf_mock:stop(M),
+    ok = erlkaf_nif:producer_stop(Res, 1000).
+
 %% Random message lists through the public API: a result term every time, and every
 %% accepted message reported.
 t_random_batches_through_the_api(Config) ->

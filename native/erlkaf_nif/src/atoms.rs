@@ -48,6 +48,7 @@ rustler::atoms! {
     longest_produce_call_us,
     produce_cpu_ns,
     produce_messages,
+    fast_producer_decode,
     longest_produce_cpu_us,
     produce_calls_over_1ms,
     mimalloc,

@@ -18,9 +18,11 @@ use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
 /// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
-/// produce_calls_over_1ms, produce_cpu_ns, produce_messages}`: counters for leak tests,
-/// diagnostics and the benchmarks (the last five: `producer_produce` calls, i.e. produce
-/// of a list, since `nif_call_times_reset/0`).
+/// produce_calls_over_1ms, produce_cpu_ns, produce_messages, fast_producer_decode}`:
+/// counters for leak tests, diagnostics and the benchmarks (`longest_produce_call_us` to
+/// `produce_messages`: `producer_produce` calls, i.e. produce of a list, since
+/// `nif_call_times_reset/0`; `fast_producer_decode`: whether the produce NIFs find the
+/// producer without rustler's lookup, see resource.rs).
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
@@ -40,6 +42,7 @@ fn nif_counters(env: Env) -> Term {
         (atoms::produce_calls_over_1ms().encode(env), longest.over_1ms.encode(env)),
         (atoms::produce_cpu_ns().encode(env), longest.total_cpu_ns.encode(env)),
         (atoms::produce_messages().encode(env), longest.messages.encode(env)),
+        (atoms::fast_producer_decode().encode(env), resource::fast_decode_in_use().encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }

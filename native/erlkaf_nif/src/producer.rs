@@ -7,7 +7,7 @@ use crate::error::{error_tuple, reason};
 use crate::reply::reply_later;
 use crate::keep::{Keep, Reply};
 use rustler::sys::ErlNifTerm;
-use crate::resource::ProducerRes;
+use crate::resource::{check_fast_decode, ProducerRef, ProducerRes};
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
 use erlkaf_core::message::Header;
@@ -116,7 +116,11 @@ fn producer_new<'a>(env: Env<'a>, name: String, props: Vec<(String, String)>, ow
     let mode = if mode == atoms::all() || mode == atoms::values() { ReportMode::All } else { ReportMode::Errors };
     let sink = Box::new(NifSink::new(owner, mode));
     match Producer::new(&name, &Properties(props), sink) {
-        Ok(p) => (atoms::ok(), ResourceArc::new(ProducerRes { producer: p, keep_refs })).encode(env),
+        Ok(p) => {
+            let res = ResourceArc::new(ProducerRes { producer: p, keep_refs }).encode(env);
+            check_fast_decode(res);
+            (atoms::ok(), res).encode(env)
+        }
         Err(e) => error_tuple(env, &e),
     }
 }
@@ -137,12 +141,13 @@ fn producer_create_topic<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, topic:
 #[rustler::nif]
 fn producer_produce<'a>(
     env: Env<'a>,
-    res: &ProducerRes,
+    res: ProducerRef<'a>,
     topic: Term<'a>,
     messages: Term<'a>,
     reply: Term<'a>,
     want_refs: bool,
 ) -> NifResult<Term<'a>> {
+    let res = res.0;
     let topic = topic.decode_as_binary()?;
     let sync = reply.get_type() == rustler::TermType::Ref;
     if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
@@ -424,7 +429,7 @@ fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a
 #[allow(clippy::too_many_arguments)]
 fn producer_send<'a>(
     env: Env<'a>,
-    res: &ProducerRes,
+    res: ProducerRef<'a>,
     topic: rustler::Binary<'a>,
     partition: Term<'a>,
     key: Term<'a>,
@@ -432,6 +437,7 @@ fn producer_send<'a>(
     headers: Term<'a>,
     timestamp: Term<'a>,
 ) -> Term<'a> {
+    let res = res.0;
     match decode::fields(partition, key, value, headers, timestamp) {
         Ok(d) => match produce_single(env, res, topic.as_slice(), d, true) {
             (Ok(()), Some(r)) => (atoms::ok(), r).encode(env),
