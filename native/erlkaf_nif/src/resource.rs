@@ -79,9 +79,14 @@ pub fn fast_decode_in_use() -> bool {
 /// Compares the fast decode of a new client's term with rustler's: on any difference,
 /// decoding goes through rustler from then on (logged once).
 pub fn check_fast_decode(term: Term<'_>) {
-    let Some(fast) = fast_decode(term) else { return };
-    let slow = term.decode::<&ProducerRes>().ok();
-    if slow.map(|s| std::ptr::eq(s, fast)) != Some(true) {
+    if !fast_decode_in_use() {
+        return;
+    }
+    let same = match (fast_decode(term), term.decode::<&ProducerRes>()) {
+        (Some(fast), Ok(slow)) => std::ptr::eq(fast, slow),
+        _ => false,
+    };
+    if !same {
         PRODUCER_TYPE.store(std::ptr::null_mut(), Ordering::Release);
         eprintln!("erlkaf: the producer resource layout is not rustler 0.39's; decoding it through rustler");
     }
