@@ -125,6 +125,12 @@ fn topic(rk: &Client, m: &HashMap<String, String>) -> *mut rd::rd_kafka_topic_t 
     unsafe { rd::rd_kafka_topic_new(rk.0, t.as_ptr(), std::ptr::null_mut()) }
 }
 
+/// A full queue is waited out (200 us), and counted.
+fn wait_full(waits: &AtomicU64) {
+    waits.fetch_add(1, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_micros(200));
+}
+
 fn produce(m: &HashMap<String, String>) {
     let n: u64 = get(m, "messages", 1_000_000);
     let size: usize = get(m, "size", 100);
@@ -167,10 +173,7 @@ fn produce(m: &HashMap<String, String>) {
             if good < k {
                 // librdkafka refuses from the first failure on: a full queue is waited out.
                 match msgs[good as usize].err {
-                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => {
-                        full_waits.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_micros(200))
-                    }
+                    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => wait_full(&full_waits),
                     e => panic!("produce failed: {e:?}"),
                 }
             }
@@ -189,10 +192,7 @@ fn produce(m: &HashMap<String, String>) {
                 while j < per {
                     match produce_one(rk.0, rkt_addr as *mut _, payload, (t * per + j) as usize) {
                         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => j += 1,
-                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => {
-                            full_waits.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_micros(200))
-                        }
+                        rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => wait_full(full_waits),
                         e => panic!("produce failed: {e:?}"),
                     }
                 }
