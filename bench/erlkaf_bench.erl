@@ -218,13 +218,8 @@ best_of(Ctx, N, Size, RawArgs, Erlkaf) ->
     progress("  ratio: median of the rounds' ratios ~.3f (each side's best round: ~.3f)", [Ratio, Rate / Raw]),
     {Rate, Raw, Health, Sys#{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Ratio, ratio_best_of => Rate / Raw}}.
 
-median(L) ->
-    S = lists:sort(L),
-    Len = length(S),
-    case Len rem 2 of
-        1 -> lists:nth(Len div 2 + 1, S);
-        0 -> (lists:nth(Len div 2, S) + lists:nth(Len div 2 + 1, S)) / 2
-    end.
+%% The middle one of ?ROUNDS (odd) figures, by the percentile the latency figures use.
+median(L) -> pct(lists:sort(L), 0.5).
 
 %% The heap erlkaf's NIF runs on ("mimalloc" or "system"); the baseline uses the same.
 allocator() ->
