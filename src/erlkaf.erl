@@ -52,7 +52,10 @@
 -type headers() :: undefined | [{iodata() | atom() | integer(), undefined | iodata() | atom() | integer()}]
                  | #{iodata() | atom() => undefined | iodata() | atom() | integer()}.
 -type timestamp() :: non_neg_integer().
--type msg_ref() :: reference().
+%% A MsgRef: a positive integer naming one produced message, unique within the VM (across
+%% producers); the message's delivery report carries it. It grows per calling scheduler
+%% and starts, per VM, above what a VM started earlier handed out (see the README).
+-type msg_ref() :: pos_integer().
 -type batch_message() :: value()
                        | {key(), value()}
                        | #{key => key(), value => value(), headers => headers(),

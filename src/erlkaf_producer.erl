@@ -18,7 +18,7 @@
 %% `MsgRef' is what `erlkaf:produce*' returned for the message; Status is `ok' or
 %% `{error, Reason}' with Reason a librdkafka error name such as `msg_timed_out',
 %% `purge_queue' (the client stopped before delivery) or `msg_size_too_large'.
--callback delivery_report(MsgRef :: reference() | undefined,
+-callback delivery_report(MsgRef :: erlkaf:msg_ref() | undefined,
                           Status :: ok | {error, atom()},
                           Message :: #erlkaf_msg{}) -> any().
 

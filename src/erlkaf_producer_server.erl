@@ -295,7 +295,7 @@ records(Topic, [M | Rest] = All, Now, Acc) ->
     case normalize(M) of
         {ok, {P, K, V, H, Ts}} ->
             Stamp = case Ts of T when T =:= 0; T =:= undefined -> Now; _ -> Ts end,
-            records(Topic, Rest, Now, [{Topic, make_ref(), P, K, V, H, Stamp} | Acc]);
+            records(Topic, Rest, Now, [{Topic, erlkaf_nif:producer_msg_refs(1), P, K, V, H, Stamp} | Acc]);
         {error, What} ->
             {lists:reverse(Acc), {{badarg, What}, All}}
     end;

@@ -23,7 +23,7 @@
 }).
 
 -opaque spill() :: #spill{}.
--type record() :: {binary(), reference(), integer(), term(), term(), term(), non_neg_integer()}.
+-type record() :: {binary(), erlkaf:msg_ref(), integer(), term(), term(), term(), non_neg_integer()}.
 -export_type([spill/0, record/0]).
 
 %% @doc The spill file and position file of a client.

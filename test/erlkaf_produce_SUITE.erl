@@ -26,11 +26,45 @@ end_per_testcase(Case, _Config) ->
 t_produce_4_reports_partition_offset_and_message(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),
     {ok, Ref} = erlkaf:produce(C, T, <<"k">>, <<"v">>),
-    ?assert(is_reference(Ref)),
+    ?assert(is_integer(Ref) andalso Ref > 0),
     #{Ref := {ok, Msg}} = erlkaf_test_lib:collect_reports(C, [Ref]),
     #erlkaf_msg{topic = T, key = <<"k">>, value = <<"v">>, headers = undefined,
                 partition = P, offset = 0, timestamp = {_, _}} = Msg,
     ?assert(P >= 0 andalso P < 4).
+
+%% MsgRefs are positive integers, distinct across producers and producing processes
+%% (each scheduler takes blocks of them), each report carrying its message's; they start
+%% from the wall clock of the VM's first (in microseconds), above an earlier VM's.
+t_msg_refs_are_unique_integers_across_producers(Config) ->
+    C = ?config(client, Config), T = ?config(topic, Config),
+    Other = t_msg_refs_other_producer,
+    erlkaf_test_lib:reporting_producer(Other, Config, []),
+    Self = self(),
+    Produce = fun(Client, I) ->
+        Single = [begin {ok, R} = erlkaf:produce(Client, T, undefined, integer_to_binary(I)), R end
+                  || _ <- lists:seq(1, 500)],
+        {ok, Batch} = erlkaf:produce_batch(Client, T, lists:duplicate(1500, integer_to_binary(I))),
+        Single ++ Batch
+    end,
+    Pids = [spawn_link(fun() -> Self ! {refs, self(), Client, Produce(Client, I)} end)
+            || {Client, I} <- [{C, 1}, {C, 2}, {Other, 3}, {Other, 4}]],
+    ByClient = lists:foldl(fun(Pid, Acc) ->
+        receive {refs, Pid, Client, Refs} -> maps:update_with(Client, fun(L) -> Refs ++ L end, Refs, Acc) end
+    end, #{}, Pids),
+    All = lists:append(maps:values(ByClient)),
+    ?assertEqual(8000, length(lists:usort(All))),
+    VmStart = erlang:system_time(microsecond) - 1000 * element(1, erlang:statistics(wall_clock)),
+    ?assert(lists:all(fun(R) -> is_integer(R) andalso R > VmStart - 1000000 end, All)),
+    [begin
+         Got = erlkaf_test_lib:collect_reports(Client, maps:get(Client, ByClient)),
+         ?assertEqual(4000, map_size(Got))
+     end || Client <- [C, Other]],
+    ok = erlkaf:stop_client(Other),
+    %% The internal form with a MsgRef (the disk spill's) wants a positive integer there.
+    {error, {{badarg, message}, [], _}} = erlkaf:produce_batch(C, T, [{make_ref(), -1, undefined, <<"v">>, undefined, 0}]),
+    {error, {{badarg, message}, [], _}} = erlkaf:produce_batch(C, T, [{0, -1, undefined, <<"v">>, undefined, 0}]),
+    {ok, [77]} = erlkaf:produce_batch(C, T, [{77, -1, undefined, <<"v">>, undefined, 0}]),
+    #{77 := {ok, #erlkaf_msg{value = <<"v">>}}} = erlkaf_test_lib:collect_reports(C, [77]).
 
 t_headers_partition_and_timestamp(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),
@@ -288,7 +322,7 @@ t_seed_producer_example_runs(Config) ->
     {ok, _} = test:produce(<<"key1">>, <<"val1">>),
     receive
         {trace, Pid, call, {test, delivery_report, [Ref, ok, #erlkaf_msg{topic = <<"benchmark">>, key = <<"key1">>, value = <<"val1">>}]}} ->
-            ?assert(is_reference(Ref))
+            ?assert(is_integer(Ref) andalso Ref > 0)
     after 10000 ->
         ct:fail(no_delivery_report)
     end,

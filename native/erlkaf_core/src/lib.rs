@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod message;
 pub mod metadata;
 pub mod mock;
+pub mod msgref;
 pub mod native;
 pub mod oauth;
 pub mod open;

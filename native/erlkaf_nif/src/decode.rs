@@ -17,6 +17,7 @@ use crate::keep::{Keep, Saved};
 use rustler::types::map::MapIterator;
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, Env, Term, TermType};
+use std::num::NonZeroU64;
 
 /// Which part of a message was wrong.
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +62,7 @@ pub struct Decoded<'a> {
     pub timestamp: i64,
     /// The MsgRef to use (a message replayed from the disk spill keeps the ref its
     /// producer was given); `None`: a new one.
-    pub msg_ref: Option<Term<'a>>,
+    pub msg_ref: Option<NonZeroU64>,
 }
 
 /// A message's value put into the batch env: its bytes (valid while the env lives) and
@@ -146,44 +147,42 @@ fn value(t: Term) -> Result<(Option<Term>, bool), Bad> {
     }
 }
 
-/// What a message's report needs from the batch env, as one term of the caller's env:
-/// the binary value, `{Value, MsgRef}`, `{undefined, MsgRef}` (a null or iolist value),
-/// or `undefined` (nothing). One term, so that it takes one copy into the env (and one
-/// out of it for the report) instead of two. `value` and `binary` are what [`message`]
-/// decoded; `msg_ref` is the MsgRef when the report needs it.
-pub fn report_term(env: Env, value: Option<ErlNifTerm>, binary: bool, msg_ref: Option<ErlNifTerm>) -> ErlNifTerm {
-    let undefined = atoms::undefined().as_c_arg();
-    match (value, msg_ref) {
-        (Some(v), None) if binary => v,
-        (Some(v), Some(r)) if binary => tuple(env, &[v, r]),
-        (_, Some(r)) => tuple(env, &[undefined, r]),
-        (_, None) => undefined,
+/// What a message's report needs from the batch env, as a term of the caller's env: the
+/// value when it is a binary (the report shares it), else `undefined` (the report copies
+/// librdkafka's bytes). `value` and `binary` are what [`message`] decoded.
+pub fn kept_term(value: Option<ErlNifTerm>, binary: bool) -> ErlNifTerm {
+    match value {
+        Some(v) if binary => v,
+        _ => atoms::undefined().as_c_arg(),
     }
 }
 
 /// The value's bytes in the batch env and what its report finds there, from `kept`:
-/// the env's copy of [`report_term`]'s term (made with the same arguments). An iolist
+/// the env's copy of [`kept_term`]'s term (made with the same arguments). An iolist
 /// value is copied into the env and flattened there; not iodata: `Bad::Value`.
-pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, binary: bool, with_ref: bool) -> Result<Kept, Bad> {
-    let (bytes, saved) = match (value, binary, with_ref) {
-        (Some(_), true, false) => (keep.bytes(kept, true), Saved::Value(kept)),
-        (Some(_), true, true) => (keep.bytes(keep.elements(kept)[0], true), Saved::Pair(kept)),
-        (Some(v), false, r) => (keep.bytes(keep.copy_in(v), false), if r { Saved::Pair(kept) } else { Saved::Nothing }),
-        (None, _, true) => (None, Saved::Pair(kept)),
-        (None, _, false) => (None, Saved::Nothing),
+pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, binary: bool, msg_ref: Option<NonZeroU64>) -> Result<Kept, Bad> {
+    let (bytes, value_in_env) = match (value, binary) {
+        (Some(_), true) => (keep.bytes(kept, true), Some(kept)),
+        (Some(v), false) => (keep.bytes(keep.copy_in(v), false), None),
+        (None, _) => (None, None),
     };
     if value.is_some() && bytes.is_none() {
         return Err(Bad::Value);
     }
-    Ok(Kept { bytes, saved })
+    Ok(Kept { bytes, saved: Saved { value: value_in_env, msg_ref } })
 }
 
-/// [`report_term`] and [`kept_in_env`] for one message (`undefined` is not copied).
-pub fn keep_one(keep: &Keep, env: Env, value: Option<Term>, binary: bool, msg_ref: Option<Term>) -> Result<Kept, Bad> {
+/// [`kept_term`] and [`kept_in_env`] for one message (`undefined` is not copied).
+pub fn keep_one(keep: &Keep, value: Option<Term>, binary: bool, msg_ref: Option<NonZeroU64>) -> Result<Kept, Bad> {
     let value = value.map(|v| v.as_c_arg());
-    let term = report_term(env, value, binary, msg_ref.map(|r| r.as_c_arg()));
+    let term = kept_term(value, binary);
     let kept = if term == atoms::undefined().as_c_arg() { term } else { keep.copy_in(term) };
-    kept_in_env(keep, kept, value, binary, msg_ref.is_some())
+    kept_in_env(keep, kept, value, binary, msg_ref)
+}
+
+/// A MsgRef given in a message (a positive integer that fits 64 bits).
+fn msg_ref(t: Term) -> Result<NonZeroU64, Bad> {
+    t.decode::<u64>().ok().and_then(NonZeroU64::new).ok_or(Bad::Message)
 }
 
 /// A tuple of `elems` (terms of `env`) in `env`.
@@ -243,9 +242,9 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                     (d.value, d.binary) = value(*v)?;
                 }
                 [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts)?,
-                [r, p, k, v, h, ts] if r.get_type() == TermType::Ref => {
+                [r, p, k, v, h, ts] => {
                     d = fields(*p, *k, *v, *h, *ts)?;
-                    d.msg_ref = Some(*r);
+                    d.msg_ref = Some(msg_ref(*r)?);
                 }
                 _ => return Err(Bad::Message),
             }

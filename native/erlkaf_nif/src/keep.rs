@@ -9,6 +9,7 @@
 
 use rustler::sys::{self, ErlNifBinary, ErlNifEnv, ErlNifTerm};
 use std::mem::MaybeUninit;
+use std::num::NonZeroU64;
 
 /// Cleared envs kept for reuse: one is needed per produce call, and allocating and freeing
 /// an env costs more than producing a small message.
@@ -21,18 +22,20 @@ unsafe impl Send for EnvPtr {}
 static POOL: parking_lot::Mutex<Vec<EnvPtr>> = parking_lot::const_mutex(Vec::new());
 const POOL_MAX: usize = 4096;
 
-/// Per-message terms saved in the batch env for its report.
+/// What a message's report needs, saved by the producing call.
 #[derive(Clone, Copy)]
-pub enum Saved {
-    /// Nothing: no MsgRef, and the report copies the bytes librdkafka holds (null value,
-    /// or an iolist flattened by the env).
-    Nothing,
-    /// The value binary (no MsgRef kept).
-    Value(ErlNifTerm),
-    /// `{ValueOrUndefined, MsgRef}`: one term, so that it is copied into the env once and
-    /// out of it once (a copy costs more than the objects it moves). The value is
-    /// `undefined` when it is not a binary (the report then copies librdkafka's bytes).
-    Pair(ErlNifTerm),
+pub struct Saved {
+    /// The value binary as the batch env holds it (the report shares it). `None`: the
+    /// report copies the bytes librdkafka holds (a null value, or an iolist the env
+    /// flattened).
+    pub value: Option<ErlNifTerm>,
+    /// The MsgRef the report carries (`None`: `undefined`, none was kept).
+    pub msg_ref: Option<NonZeroU64>,
+}
+
+impl Saved {
+    /// Nothing saved: the report has no MsgRef and copies librdkafka's bytes.
+    pub const NOTHING: Saved = Saved { value: None, msg_ref: None };
 }
 
 /// Where a batch's reports go.
@@ -77,7 +80,7 @@ impl Keep {
     /// A keep for an open batch of `slots` messages (reports to the owner).
     pub fn with_slots(slots: usize) -> Keep {
         let mut k = Keep::new();
-        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(Saved::Nothing))).collect();
+        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(Saved::NOTHING))).collect();
         k
     }
 
@@ -102,7 +105,7 @@ impl Keep {
     /// Message `i`'s saved terms.
     pub fn saved(&self, i: usize) -> Saved {
         // SAFETY: written before the message was produced (see SavedCell).
-        self.saved.get(i).map_or(Saved::Nothing, |c| unsafe { *c.0.get() })
+        self.saved.get(i).map_or(Saved::NOTHING, |c| unsafe { *c.0.get() })
     }
 
     /// Copies `term` into the batch env (refcount bump for refc binaries).

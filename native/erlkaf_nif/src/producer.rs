@@ -1,5 +1,5 @@
 //! Producer NIFs: `producer_new`, `producer_create_topic`, `producer_produce`,
-//! `producer_flush`, `producer_stop`, `producer_outq_len`.
+//! `producer_flush`, `producer_stop`, `producer_outq_len`, `producer_msg_refs`.
 
 use crate::atoms;
 use crate::decode::{self, Bad};
@@ -14,6 +14,7 @@ use erlkaf_core::message::Header;
 use erlkaf_core::producer::{OpenError, OutMessage, Producer};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use smallvec::SmallVec;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -178,10 +179,10 @@ struct Scratch {
     headers: Vec<Header<'static>>,
     /// Per message: the list cell it heads (what is returned as the rest from there).
     tails: Vec<ErlNifTerm>,
-    /// Per message: what its report needs from the batch env (binary value, `{Value,
-    /// MsgRef}` or `undefined`); all go into the env in one tuple.
+    /// Per message: what its report needs from the batch env (the binary value or
+    /// `undefined`); all go into the env in one tuple.
     kept: Vec<ErlNifTerm>,
-    /// Per message: its MsgRef (when refs are wanted).
+    /// Per message: its MsgRef term (when refs are wanted).
     refs: Vec<ErlNifTerm>,
     /// Per message: its value's bytes in the batch env.
     values: Vec<Option<&'static [u8]>>,
@@ -197,7 +198,7 @@ struct Pending {
     value: Option<ErlNifTerm>,
     is_binary: bool,
     /// The MsgRef kept for the report.
-    kept_ref: bool,
+    kept_ref: Option<NonZeroU64>,
 }
 
 impl Scratch {
@@ -323,7 +324,7 @@ fn produce_chunk<'a>(
         let start = s.headers.len();
         // A binary alone (a value with a null key) is the commonest form: no decoding.
         let (mut m, given_ref) = if head.is_binary() {
-            let m = Pending { partition: -1, key: None, headers: (start, 0), timestamp: 0, value: Some(head.as_c_arg()), is_binary: true, kept_ref: false };
+            let m = Pending { partition: -1, key: None, headers: (start, 0), timestamp: 0, value: Some(head.as_c_arg()), is_binary: true, kept_ref: None };
             (m, None)
         } else {
             let d = match decode::message(head) {
@@ -341,16 +342,15 @@ fn produce_chunk<'a>(
                 timestamp: d.timestamp,
                 value: d.value.map(|v| v.as_c_arg()),
                 is_binary: d.binary,
-                kept_ref: false,
+                kept_ref: None,
             };
             (m, d.msg_ref)
         };
-        let msg_ref = want_refs.then(|| given_ref.unwrap_or_else(|| env.make_ref().into()).as_c_arg());
-        let kept_ref = msg_ref.filter(|_| save_refs);
-        m.kept_ref = kept_ref.is_some();
-        s.kept.push(decode::report_term(env, m.value, m.is_binary, kept_ref));
+        let msg_ref = want_refs.then(|| given_ref.unwrap_or_else(new_ref));
+        m.kept_ref = msg_ref.filter(|_| save_refs);
+        s.kept.push(decode::kept_term(m.value, m.is_binary));
         s.msgs.push(m);
-        s.refs.extend(msg_ref);
+        s.refs.extend(msg_ref.map(|r| r.get().encode(env).as_c_arg()));
         s.tails.push(rest.as_c_arg());
         rest = tail;
     }
@@ -457,7 +457,8 @@ fn produce_single<'a>(
     d: decode::Decoded<'a>,
     want_ref: bool,
 ) -> (Result<(), OpenError<Bad>>, Option<Term<'a>>) {
-    let msg_ref: Option<Term<'a>> = want_ref.then(|| env.make_ref().into());
+    // A message replayed from the disk spill keeps the ref it was given.
+    let msg_ref = want_ref.then(|| d.msg_ref.unwrap_or_else(new_ref));
     let kept_ref = msg_ref.filter(|_| res.keep_refs);
     let headers: SmallVec<[Header; 4]> =
         d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect();
@@ -467,12 +468,17 @@ fn produce_single<'a>(
     // which the ledger keeps until the message's report.
     let r = unsafe {
         res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
-            let kept = decode::keep_one(keep, env, d.value, d.binary, kept_ref)?;
+            let kept = decode::keep_one(keep, d.value, d.binary, kept_ref)?;
             keep.save(i, kept.saved);
             Ok(kept.bytes)
         })
     };
-    (r, msg_ref)
+    (r, msg_ref.map(|r| r.get().encode(env)))
+}
+
+/// A fresh MsgRef (see erlkaf_core::msgref).
+fn new_ref() -> NonZeroU64 {
+    NonZeroU64::new(erlkaf_core::msgref::take(1)).expect("MsgRefs start above 0")
 }
 
 /// `(Res, TimeoutMs, Tag) -> ok`; later `{erlkaf_flush, Tag, ok | {error, timed_out}}` is
@@ -503,4 +509,14 @@ fn producer_stop<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u3
 #[rustler::nif]
 fn producer_outq_len(res: ResourceArc<ProducerRes>) -> i32 {
     res.producer.shared().outq_len()
+}
+
+/// `(N) -> First`: N fresh MsgRefs, First to First + N - 1 (for messages the Erlang side
+/// takes in before any reaches the NIF: the disk spill).
+#[rustler::nif]
+fn producer_msg_refs(n: u32) -> NifResult<u64> {
+    if n == 0 {
+        return Err(rustler::Error::BadArg);
+    }
+    Ok(erlkaf_core::msgref::take(n as u64))
 }

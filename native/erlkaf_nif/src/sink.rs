@@ -6,7 +6,7 @@
 
 use crate::atoms;
 use crate::error::code_atom;
-use crate::keep::{Keep, Reply, Saved};
+use crate::keep::{Keep, Reply};
 use erlkaf_core::message::{MessageView, TimestampType};
 use erlkaf_core::producer::ShutdownReport;
 use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
@@ -118,19 +118,15 @@ pub fn payload_terms<'a>(env: Env<'a>, payloads: &[Option<&[u8]>]) -> Vec<Term<'
     shared_values(env, payloads).into_iter().zip(payloads).map(|(v, p)| v.unwrap_or_else(|| opt_binary(env, *p))).collect()
 }
 
-/// The MsgRef (or `undefined`) of a reported message, copied out of the batch env, and
-/// its value as the batch env holds it when that is a binary (not copied yet).
+/// The MsgRef (or `undefined`) of a reported message, and its value as the batch env
+/// holds it when that is a binary (not copied yet).
 fn saved_ref_and_value<'a>(env: Env<'a>, d: &Delivery<'_, Keep>) -> (Term<'a>, Option<rustler::sys::ErlNifTerm>) {
-    let undefined = atoms::undefined().encode(env);
-    match d.batch.keep().saved(d.index) {
-        Saved::Nothing => (undefined, None),
-        Saved::Value(v) => (undefined, Some(v)),
-        Saved::Pair(p) => match d.batch.keep().elements(p) {
-            // SAFETY (is_binary): a type check of a term of the live batch env.
-            &[v, r] => (saved(env, r), unsafe { Term::new(env, v) }.is_binary().then_some(v)),
-            _ => (undefined, None),
-        },
-    }
+    let s = d.batch.keep().saved(d.index);
+    let msg_ref = match s.msg_ref {
+        Some(r) => r.get().encode(env),
+        None => atoms::undefined().encode(env),
+    };
+    (msg_ref, s.value)
 }
 
 /// A tuple of `items` (rustler's `make_tuple` allocates a vector per call; this runs a few
