@@ -216,7 +216,16 @@ best_of(Ctx, N, Size, RawArgs, Erlkaf) ->
         Gs -> #{raw_glibc_msg_s => lists:max([G || {_, G} <- Gs]), ratio_to_raw_glibc => median([E / G || {E, G} <- Gs])}
     end,
     progress("  ratio: median of the rounds' ratios ~.3f (each side's best round: ~.3f)", [Ratio, Rate / Raw]),
-    {Rate, Raw, Health, Sys#{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Ratio, ratio_best_of => Rate / Raw}}.
+    %% CPU per message, every thread of each process (the broker's excluded): less noisy
+    %% than a rate on a shared machine, and it says whether a slower round did more work
+    %% or got less CPU.
+    Cpu = [{maps:get(vm_cpu_ns, H) / N, maps:get(<<"cpu_ns_per_msg">>, R)} || {{_, H}, R, _} <- Runs],
+    CpuRatio = median([RawNs / ENs || {ENs, RawNs} <- Cpu]),
+    progress("  CPU per message (ns, erlkaf/raw): ~s; raw's over erlkaf's: ~.3f",
+             [lists:join(", ", [io_lib:format("~w/~w", [round(E), round(R)]) || {E, R} <- Cpu]), CpuRatio]),
+    {Rate, Raw, Health, Sys#{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Ratio, ratio_best_of => Rate / Raw,
+                             cpu_ns_per_msg => #{erlkaf => median([E || {E, _} <- Cpu]), raw => median([R || {_, R} <- Cpu])},
+                             cpu_ratio => CpuRatio}}.
 
 %% The middle one of ?ROUNDS (odd) figures, by the percentile the latency figures use.
 median(L) -> pct(lists:sort(L), 0.5).
@@ -572,11 +581,12 @@ measure(F) ->
     Collector = spawn_link(fun() -> collect_monitor([], infinity, undefined) end),
     _ = erlang:system_monitor(Collector, [{long_schedule, 1}]),
     ok = erlkaf_nif:nif_call_times_reset(),
+    #{process_cpu_ns := VmCpu0} = erlkaf_nif:nif_counters(),
     T0 = erlang:monotonic_time(microsecond),
     F(),
     T1 = erlang:monotonic_time(microsecond),
     #{longest_produce_cpu_us := Cpu, longest_produce_call_us := Wall, produce_calls_over_1ms := Over,
-      produce_cpu_ns := CpuNs, produce_messages := Produced} = erlkaf_nif:nif_counters(),
+      produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1} = erlkaf_nif:nif_counters(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
     Collector ! {done, self()},
@@ -588,6 +598,8 @@ measure(F) ->
                           %% The scheduler's CPU per message in produce calls of lists (librdkafka's
                           %% enqueue included): steadier than a rate on a shared machine.
                           produce_ns_per_msg => CpuNs / max(1, Produced),
+                          %% The whole VM's CPU (every thread: schedulers, pump, librdkafka's).
+                          vm_cpu_ns => VmCpu1 - VmCpu0,
                           scheduler_utilisation => Util}}.
 
 %% Collects long_schedule events until `done', then for 20 ms more (events of the last

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod consumer;
+pub mod cputime;
 pub mod error;
 #[cfg(feature = "mimalloc")]
 pub mod heap;

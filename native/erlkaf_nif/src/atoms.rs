@@ -49,6 +49,7 @@ rustler::atoms! {
     produce_cpu_ns,
     produce_messages,
     fast_producer_decode,
+    process_cpu_ns,
     longest_produce_cpu_us,
     produce_calls_over_1ms,
     mimalloc,

@@ -43,6 +43,7 @@ fn nif_counters(env: Env) -> Term {
         (atoms::produce_cpu_ns().encode(env), longest.total_cpu_ns.encode(env)),
         (atoms::produce_messages().encode(env), longest.messages.encode(env)),
         (atoms::fast_producer_decode().encode(env), resource::fast_decode_in_use().encode(env)),
+        (atoms::process_cpu_ns().encode(env), erlkaf_core::cputime::process_ns().encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }

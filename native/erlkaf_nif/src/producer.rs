@@ -52,7 +52,7 @@ static PRODUCE_CALLS: CallFigures = CallFigures {
 
 impl CallFigures {
     fn record(&self, wall_us: u64, cpu_started: u64, messages: usize) {
-        let cpu_ns = thread_cpu_ns().saturating_sub(cpu_started);
+        let cpu_ns = erlkaf_core::cputime::thread_ns().saturating_sub(cpu_started);
         let cpu = cpu_ns / 1000;
         self.wall_us.fetch_max(wall_us, Ordering::Relaxed);
         self.cpu_us.fetch_max(cpu, Ordering::Relaxed);
@@ -97,14 +97,6 @@ pub fn reset_produce_calls() {
     for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.total_cpu_ns, &l.messages] {
         a.store(0, Ordering::Relaxed);
     }
-}
-
-/// CPU time of the calling thread (ns).
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out pointer; this clock exists on every Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `(ClientName, [{Name, Value}], Owner, all | values | errors | none) -> {ok, Res} |
@@ -248,7 +240,7 @@ fn produce_list<'a>(
     s: &mut Scratch,
 ) -> NifResult<Term<'a>> {
     let started = Instant::now();
-    let cpu_started = thread_cpu_ns();
+    let cpu_started = erlkaf_core::cputime::thread_ns();
     // An improper list within this call's reach is refused before anything is produced.
     if !proper_for(messages, MAX_PER_CALL) {
         return Err(rustler::Error::BadArg);

@@ -149,6 +149,7 @@ fn produce(m: &HashMap<String, String>) {
     });
     // Waits on a full queue: none means the producing thread set the pace.
     let full_waits = AtomicU64::new(0);
+    let cpu0 = erlkaf_core::cputime::process_ns();
     let t0 = Instant::now();
     let mut i = 0;
     // --batch N: rd_kafka_produce_batch, N messages a call (to compare with produceva per
@@ -205,14 +206,16 @@ fn produce(m: &HashMap<String, String>) {
         std::thread::sleep(Duration::from_micros(200));
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = erlkaf_core::cputime::process_ns().saturating_sub(cpu0);
     stop.store(true, Ordering::Release);
     th.join().unwrap();
     println!(
-        "{{\"mode\":\"produce\",\"messages\":{n},\"size\":{size},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2},\"errors\":{},\"queue_full_waits\":{}}}",
+        "{{\"mode\":\"produce\",\"messages\":{n},\"size\":{size},\"seconds\":{secs:.4},\"msg_per_s\":{:.0},\"mb_per_s\":{:.2},\"errors\":{},\"queue_full_waits\":{},\"cpu_ns_per_msg\":{:.0}}}",
         n as f64 / secs,
         n as f64 * size as f64 / secs / 1e6,
         errors.load(Ordering::Relaxed),
-        full_waits.load(Ordering::Relaxed)
+        full_waits.load(Ordering::Relaxed),
+        cpu as f64 / n.max(1) as f64
     );
     unsafe {
         rd::rd_kafka_topic_destroy(rkt);
