@@ -101,11 +101,26 @@ remeasure(Scenarios, Results, Left) ->
             remeasure(Scenarios, Better, Left - 1)
     end.
 
-%% True when the figures of `Key' are at least as good in New as in Old.
+%% True when New, measured again for `Key', should replace Old: each figure of Key that
+%% missed its gate in Old is better in New, and each that met it still meets it. (Asking
+%% every figure to be at least as good kept a hypervisor's stall in the table: the NIF
+%% time measured again was back to normal, but the ratio beside it a little lower.) A
+%% figure is found by name: the NIF time's scenario is the worst one of the run.
 better(New, Old, Key) ->
-    Pick = fun(Cs) -> [{V, Dir} || {_, V, _, _, K, {Dir, _}} <- Cs, K =:= Key] end,
-    lists:all(fun({{NV, higher}, {OV, _}}) -> NV >= OV; ({{NV, lower}, {OV, _}}) -> NV =< OV end,
-              lists:zip(Pick(New), Pick(Old))).
+    ByName = maps:from_list([{Name, C} || {Name, _, _, _, _, _} = C <- New]),
+    lists:all(fun({Name, _, _, _, K, _} = OldC) ->
+                      case {K =:= Key, maps:find(Name, ByName)} of
+                          {true, {ok, NewC}} ->
+                              case gate_ok(OldC) of
+                                  false -> improves(NewC, OldC);
+                                  true -> gate_ok(NewC)
+                              end;
+                          _ -> true
+                      end
+              end, Old).
+
+improves({_, NV, _, _, _, {higher, _}}, {_, OV, _, _, _, _}) -> NV > OV;
+improves({_, NV, _, _, _, {lower, _}}, {_, OV, _, _, _, _}) -> NV < OV.
 
 %% ---------------------------------------------------------------------------------------
 %% Scenarios
@@ -807,7 +822,9 @@ markdown(Meta, R, Checks) ->
                       [maps:get(commit, Meta), maps:get(librdkafka, Meta), maps:get(otp, Meta), maps:get(machine, Meta),
                        maps:get(cores, Meta), maps:get(date, Meta), ?PARTITIONS]),
         io_lib:format("Raw librdkafka runs on erlkaf's heap (~s) unless the row says glibc. A producer ratio to raw is "
-                      "the median of 5 alternating rounds' ratios; the msg/s columns are each side's best round.~n~n",
+                      "the median of 5 alternating rounds' ratios; the msg/s columns are each side's best round. "
+                      "CPU per message counts every thread of the VM against every thread of the raw process "
+                      "(the broker's process in neither); its ratio is raw's over erlkaf's.~n~n",
                       [maps:get(allocator, Meta, "?")]),
         "| figure | erlkaf | raw librdkafka | ratio |\n|---|---:|---:|---:|\n",
         io_lib:format("| produce_batch, 100 B, `refs => false` (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
@@ -816,6 +833,10 @@ markdown(Meta, R, Checks) ->
         io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
         [io_lib:format("| ~s, raw on glibc's malloc (msg/s) | | ~w | ~.2f |~n", [Label, round(maps:get(raw_glibc_msg_s, F)), maps:get(ratio_to_raw_glibc, F)])
          || {Label, F} <- [{"produce_batch", PB}, {"produce/4 + delivery_report/3", CB}], maps:is_key(raw_glibc_msg_s, F)],
+        %% Ratio: raw's CPU per message over erlkaf's (higher is better, as for the rates).
+        [io_lib:format("| ~s, CPU per message, every thread (ns, median round) | ~w | ~w | ~.2f |~n",
+                       [Label, round(maps:get(erlkaf, maps:get(cpu_ns_per_msg, F))), round(maps:get(raw, maps:get(cpu_ns_per_msg, F))), maps:get(cpu_ratio, F)])
+         || {Label, F} <- [{"produce_batch", PB}, {"produce/4 + delivery_report/3", CB}], maps:is_key(cpu_ratio, F)],
         [io_lib:format("| produce/4 from ~p processes (msg/s) | ~w | | |~n", [P, round(maps:get(msg_s, V))]) || {P, V} <- Scaling],
         io_lib:format("| 16 processes / 1 process; raw: 2 producing threads / 1 | ~.2f | ~.2f | |~n",
                       [maps:get(ratio_16_to_1, maps:get(produce_scaling, R)), maps:get(raw_2_threads_to_1, maps:get(produce_scaling, R))]),
