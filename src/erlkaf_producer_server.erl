@@ -345,7 +345,7 @@ drain_chunk([], S) ->
     {done, S};
 drain_chunk([{{Topic, _, _, _, _, _, _}, _} | _] = Chunk, #state{res = Res, spill = Spill} = S) ->
     {Same, Rest} = lists:splitwith(fun({{T, _, _, _, _, _, _}, _}) -> T =:= Topic end, Chunk),
-    Msgs = [{Ref, P, K, V, H, Ts} || {{_, Ref, P, K, V, H, Ts}, _} <- Same],
+    Msgs = [{spilled_ref(Ref), P, K, V, H, Ts} || {{_, Ref, P, K, V, H, Ts}, _} <- Same],
     case produce_all(Res, Topic, Msgs, 0) of
         {ok, N} ->
             {_, Pos} = lists:nth(N, Same),
@@ -359,11 +359,16 @@ drain_chunk([{{Topic, _, _, _, _, _, _}, _} | _] = Chunk, #state{res = Res, spil
             %% This message can never be produced (too large, bad partition...): it gets
             %% its error report, and the spill moves past it.
             {{T, Ref, P, K, V, H, _}, Pos} = lists:nth(N + 1, Same),
-            reports([{Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
+            reports([{spilled_ref(Ref), {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
                                                         value = V, headers = H, timestamp = {0, not_available}}}], S),
             S1 = S#state{spill = erlkaf_spill:commit(Spill, Pos)},
             drain_chunk(lists:nthtail(N + 1, Same) ++ Rest, S1)
     end.
+
+%% A record's MsgRef; a spill written while MsgRefs were Erlang references gets fresh
+%% ones (its messages are produced, not refused as malformed).
+spilled_ref(Ref) when is_integer(Ref), Ref > 0 -> Ref;
+spilled_ref(_) -> erlkaf_nif:producer_msg_refs(1).
 
 %% Hands Msgs to librdkafka (several NIF calls if need be): {ok, N}, {queue_full, N} or
 %% {failed, N, Reason} with N the messages accepted.

@@ -96,6 +96,22 @@ t_spill_survives_a_restart(Config) ->
     producer(Config, []),
     check_in_order([S || {R, _} = S <- Sent, not lists:member(R, Purged)]).
 
+%% A spill written while MsgRefs were Erlang references: its records are produced, each
+%% reported under a fresh integer MsgRef (not refused as malformed).
+t_spill_with_reference_msg_refs_is_produced(Config) ->
+    T = ?config(topic, Config),
+    {ok, Spill0} = erlkaf_spill:open(?config(dir, Config), spill_p, 1 bsl 30),
+    Now = erlang:system_time(millisecond),
+    Records = [{T, make_ref(), -1, undefined, integer_to_binary(I), undefined, Now} || I <- lists:seq(1, 5)],
+    {ok, Spill1, 5} = erlkaf_spill:append(Spill0, Records),
+    ok = erlkaf_spill:close(Spill1),
+    producer(Config, []),
+    Got = [receive {dr, spill_p, R, ok, #erlkaf_msg{value = V}} -> {R, V} after 20000 -> ct:fail(missing_report) end
+           || _ <- lists:seq(1, 5)],
+    ?assertEqual([<<"1">>, <<"2">>, <<"3">>, <<"4">>, <<"5">>], lists:sort([V || {_, V} <- Got])),
+    ?assert(lists:all(fun({R, _}) -> is_integer(R) andalso R > 0 end, Got)),
+    ?assertEqual(5, length(lists:usort([R || {R, _} <- Got]))).
+
 t_spill_size_limit_is_a_clear_error(Config) ->
     T = ?config(topic, Config),
     ok = erlkaf_mock:broker_down(?config(mock, Config), -1),

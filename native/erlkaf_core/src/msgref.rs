@@ -2,7 +2,7 @@
 //!
 //! An integer is an immediate term: it takes no heap in the caller, and the batch keeps
 //! it as a `u64` beside the message instead of a term copied into the batch env and out
-//! again for the report (an Erlang reference cost both copies, ~8% of the CPU per
+//! again for the report (an Erlang reference cost both copies, ~7% of the CPU per
 //! message of `produce/4` with a delivery-report callback).
 //!
 //! Unique within the VM, across producers: each thread takes blocks of [`BLOCK`] from one
