@@ -23,9 +23,12 @@ use std::time::{Duration, Instant};
 /// included) so that it stays well under 1 ms on a scheduler, also when the OS takes the
 /// thread away for a while.
 const MAX_PER_CALL: usize = 4096;
-const TIME_SLICE: Duration = Duration::from_micros(400);
-/// Messages decoded, copied into one batch env and handed to librdkafka together.
-const CHUNK: usize = 128;
+const TIME_SLICE: Duration = Duration::from_micros(300);
+/// Messages decoded, copied into one batch env and handed to librdkafka together (one
+/// env, one ledger batch and one `rd_kafka_produce_batch` call each: 512 rather than 128
+/// took ~6% less scheduler CPU per 100-byte message). A chunk of small messages takes
+/// ~0.2 ms, so a call ends within ~0.5 ms of its own work.
+const CHUNK: usize = 512;
 
 /// The longest `producer_produce` call of a list so far (the NIF that does the most per
 /// call), timed where it runs: the VM's `long_schedule` monitor only reports a process
