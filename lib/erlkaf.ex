@@ -101,7 +101,7 @@ defmodule Erlkaf do
   Option `refs: false`: no msg ref is made per message; the counts come back instead
   (`{:ok, count}`, `{:error, {reason, accepted_count, not_accepted}}`) and delivery reports
   carry `:undefined` for the msg ref. For producers that do not match reports to
-  messages: one process produces about 8% more small messages per second.
+  messages: one process produces a few percent more small messages per second.
 
       iex> {:ok, mock} = Erlkaf.Mock.start()
       iex> :ok = Erlkaf.create_producer(:batch_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
