@@ -21,6 +21,8 @@ init_per_testcase(Case, Config) ->
 end_per_testcase(Case, _Config) ->
     erlkaf:stop_client(Case),
     erlkaf:stop_client(client1),
+    %% The second producer of t_msg_refs_are_unique_integers_across_producers.
+    erlkaf:stop_client(t_msg_refs_other_producer),
     ok.
 
 t_produce_4_reports_partition_offset_and_message(Config) ->
