@@ -358,8 +358,10 @@ drain_chunk([{{Topic, _, _, _, _, _, _}, _} | _] = Chunk, #state{res = Res, spil
         {failed, N, Reason} ->
             %% This message can never be produced (too large, bad partition...): it gets
             %% its error report, and the spill moves past it.
-            {{T, Ref, P, K, V, H, _}, Pos} = lists:nth(N + 1, Same),
-            reports([{spilled_ref(Ref), {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
+            %% (Reported under the ref it was given to the NIF with.)
+            {{T, _, P, K, V, H, _}, Pos} = lists:nth(N + 1, Same),
+            {Ref, _, _, _, _, _} = lists:nth(N + 1, Msgs),
+            reports([{Ref, {error, Reason}, #erlkaf_msg{topic = T, partition = P, offset = -1, key = K,
                                                         value = V, headers = H, timestamp = {0, not_available}}}], S),
             S1 = S#state{spill = erlkaf_spill:commit(Spill, Pos)},
             drain_chunk(lists:nthtail(N + 1, Same) ++ Rest, S1)
