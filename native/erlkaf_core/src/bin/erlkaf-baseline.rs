@@ -1,7 +1,7 @@
 //! The physical limit for erlkaf's benchmarks: raw librdkafka (rdkafka-sys), no BEAM.
 //!
 //! `erlkaf-baseline produce --bootstrap B --topic T --messages N --size S [--linger MS]
-//!  [--acks A] [--batch-num N]`: produces N messages of S bytes (one static payload, no copy,
+//!  [--acks A] [--batch-num N] [--payloads K]`: produces N messages of S bytes (K static payloads in turn, no copy,
 //! like erlkaf's zero-copy path), counts every delivery report on a poller thread (event
 //! API, as erlkaf does) and prints one JSON line.
 //! `erlkaf-baseline latency ... --rate R`: produces at R msg/s with linger 0 and prints
@@ -29,7 +29,7 @@ fn args() -> (String, HashMap<String, String>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--alloc system|mimalloc]");
+    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--payloads K] [--alloc system|mimalloc]");
     std::process::exit(2)
 }
 
@@ -136,7 +136,9 @@ fn produce(m: &HashMap<String, String>) {
     let size: usize = get(m, "size", 100);
     let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "5"), rd::RD_KAFKA_EVENT_DR));
     let rkt = topic(&rk, m);
-    let payload = vec![b'x'; size];
+    // --payloads K: K payloads of their own, taken in turn (erlkaf's bench produces from a
+    // list of 1000 binaries, each an allocation of its own: the same memory to read).
+    let payloads: Vec<Vec<u8>> = (0..get::<usize>(m, "payloads", 1).max(1)).map(|_| vec![b'x'; size]).collect();
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -163,6 +165,7 @@ fn produce(m: &HashMap<String, String>) {
             for j in 0..k {
                 // SAFETY: all-zero is a valid rd_kafka_message_t (null pointers, no error).
                 let mut msg: rd::rd_kafka_message_t = unsafe { std::mem::zeroed() };
+                let payload = &payloads[(i + j) as usize % payloads.len()];
                 msg.payload = payload.as_ptr() as *mut _;
                 msg.len = payload.len();
                 msg._private = (i + j) as usize as *mut _;
@@ -187,11 +190,12 @@ fn produce(m: &HashMap<String, String>) {
     let rkt_addr = rkt as usize;
     std::thread::scope(|sc| {
         for t in 0..threads {
-            let (rk, payload, full_waits) = (&rk, &payload, &full_waits);
+            let (rk, payloads, full_waits) = (&rk, &payloads, &full_waits);
             sc.spawn(move || {
                 let mut j = 0;
                 while j < per {
-                    match produce_one(rk.0, rkt_addr as *mut _, payload, (t * per + j) as usize) {
+                    let k = (t * per + j) as usize;
+                    match produce_one(rk.0, rkt_addr as *mut _, &payloads[k % payloads.len()], k) {
                         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => j += 1,
                         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL => wait_full(full_waits),
                         e => panic!("produce failed: {e:?}"),
