@@ -5,6 +5,7 @@ rustler::atoms! {
     error,
     undefined,
     more,
+    flatten,
     badarg,
     erlkaf_msg,
     erlkaf_dr,

@@ -17,6 +17,7 @@ use crate::keep::{Keep, Saved};
 use rustler::types::map::MapIterator;
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, Env, Term, TermType};
+use smallvec::SmallVec;
 use std::num::NonZeroU64;
 
 /// Which part of a message was wrong.
@@ -34,6 +35,10 @@ pub enum Bad {
     Timestamp,
     /// The shape of the message.
     Message,
+    /// Not an error: an iolist (value, key or header part) too long to flatten on a
+    /// scheduler within [`FLATTEN_BUDGET`]. The caller flattens it with
+    /// `iolist_to_binary/1` (a BIF that yields) and produces it again.
+    Long,
 }
 
 impl Bad {
@@ -46,6 +51,7 @@ impl Bad {
             Bad::Partition => atoms::partition(),
             Bad::Timestamp => atoms::timestamp(),
             Bad::Message => atoms::message(),
+            Bad::Long => atoms::flatten(),
         }
     }
 }
@@ -77,16 +83,69 @@ fn is_undefined(t: Term) -> bool {
     t.as_c_arg() == atoms::undefined().as_c_arg()
 }
 
+/// What the iolists of one chunk of a produce call may cost to flatten on a scheduler:
+/// their bytes plus CELL_COST per list cell (walking and copying a list is slower per
+/// byte than copying a binary). 256 KiB of binaries, or 16 Ki list cells: ~0.1 ms.
+pub const FLATTEN_BUDGET: usize = 256 * 1024;
+const CELL_COST: usize = 16;
+
+/// Charges flattening `t` to `budget` when it is an iolist (binaries are not copied):
+/// `Bad::Long` when it costs more than is left.
+fn charge(t: Term, budget: &mut usize) -> Result<(), Bad> {
+    if !t.is_list() {
+        return Ok(());
+    }
+    let cost = iolist_cost(t, *budget).ok_or(Bad::Long)?;
+    *budget -= cost;
+    Ok(())
+}
+
+/// What flattening the list `t` costs (see FLATTEN_BUDGET), `None` once it is over
+/// `max`: the walk stops there, so it is bounded too. A list that is not iodata costs
+/// what was walked (its flattening refuses it).
+fn iolist_cost(t: Term, max: usize) -> Option<usize> {
+    let bytes = |b: Term| Binary::from_term(b).map_or(0, |b| b.len());
+    let mut cost = 0;
+    let mut lists: SmallVec<[Term; 8]> = SmallVec::new();
+    lists.push(t);
+    while let Some(mut list) = lists.pop() {
+        loop {
+            let Ok((head, tail)) = list.list_get_cell() else {
+                // [] or the binary tail of an improper iolist (or not iodata).
+                cost += bytes(list);
+                break;
+            };
+            cost += CELL_COST;
+            if head.is_list() {
+                lists.push(head);
+            } else if head.is_binary() {
+                cost += bytes(head);
+            } else {
+                cost += 1;
+            }
+            if cost > max {
+                return None;
+            }
+            list = tail;
+        }
+        if cost > max {
+            return None;
+        }
+    }
+    Some(cost)
+}
+
 /// Key bytes (librdkafka copies the key, so the caller's env is fine).
-fn bytes_opt<'a>(t: Term<'a>, what: Bad) -> Result<Option<Binary<'a>>, Bad> {
+fn bytes_opt<'a>(t: Term<'a>, what: Bad, budget: &mut usize) -> Result<Option<Binary<'a>>, Bad> {
     if is_undefined(t) {
         return Ok(None);
     }
+    charge(t, budget)?;
     t.decode_as_binary().map(Some).map_err(|_| what)
 }
 
 /// Header name or value: binary, iolist, atom or integer.
-fn header_part<'a>(t: Term<'a>) -> Result<Binary<'a>, Bad> {
+fn header_part<'a>(t: Term<'a>, budget: &mut usize) -> Result<Binary<'a>, Bad> {
     match t.get_type() {
         TermType::Atom => {
             let s = t.atom_to_string().map_err(|_| Bad::Headers)?;
@@ -96,7 +155,10 @@ fn header_part<'a>(t: Term<'a>) -> Result<Binary<'a>, Bad> {
             let i: i64 = t.decode().map_err(|_| Bad::Headers)?;
             Ok(owned(t, i.to_string().as_bytes()))
         }
-        _ => t.decode_as_binary().map_err(|_| Bad::Headers),
+        _ => {
+            charge(t, budget)?;
+            t.decode_as_binary().map_err(|_| Bad::Headers)
+        }
     }
 }
 
@@ -106,14 +168,14 @@ fn owned<'a>(t: Term<'a>, b: &[u8]) -> Binary<'a> {
     Binary::from_owned(o, t.get_env())
 }
 
-fn headers<'a>(t: Term<'a>) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad> {
+fn headers<'a>(t: Term<'a>, budget: &mut usize) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad> {
     if is_undefined(t) {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     let mut push = |k: Term<'a>, v: Term<'a>| -> Result<(), Bad> {
-        let val = if is_undefined(v) { None } else { Some(header_part(v)?) };
-        out.push((header_part(k)?, val));
+        let val = if is_undefined(v) { None } else { Some(header_part(v, budget)?) };
+        out.push((header_part(k, budget)?, val));
         Ok(())
     };
     match t.get_type() {
@@ -135,12 +197,13 @@ fn headers<'a>(t: Term<'a>) -> Result<Vec<(Binary<'a>, Option<Binary<'a>>)>, Bad
 
 /// Value: binary, iolist (checked when it is flattened) or null; and whether it is a
 /// binary.
-fn value(t: Term) -> Result<(Option<Term>, bool), Bad> {
+fn value<'a>(t: Term<'a>, budget: &mut usize) -> Result<(Option<Term<'a>>, bool), Bad> {
     if is_undefined(t) {
         Ok((None, false))
     } else if t.is_binary() {
         Ok((Some(t), true))
     } else if t.is_list() {
+        charge(t, budget)?;
         Ok((Some(t), false))
     } else {
         Err(Bad::Value)
@@ -208,22 +271,24 @@ fn timestamp(t: Term) -> Result<i64, Bad> {
     }
 }
 
-/// Decodes the parts of one message (`produce/7`'s arguments).
-pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'a>) -> Result<Decoded<'a>, Bad> {
-    let (value, binary) = value(v)?;
+/// Decodes the parts of one message (`produce/7`'s arguments); iolists are charged to
+/// `budget` (see [`FLATTEN_BUDGET`]).
+pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'a>, budget: &mut usize) -> Result<Decoded<'a>, Bad> {
+    let (value, binary) = value(v, budget)?;
     Ok(Decoded {
         partition: partition(p)?,
-        key: bytes_opt(k, Bad::Key)?,
+        key: bytes_opt(k, Bad::Key, budget)?,
         value,
         binary,
-        headers: headers(h)?,
+        headers: headers(h, budget)?,
         timestamp: timestamp(ts)?,
         msg_ref: None,
     })
 }
 
-/// Decodes one message (see the module doc for the forms).
-pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
+/// Decodes one message (see the module doc for the forms); iolists are charged to
+/// `budget` (see [`FLATTEN_BUDGET`]).
+pub fn message<'a>(t: Term<'a>, budget: &mut usize) -> Result<Decoded<'a>, Bad> {
     let mut d = Decoded { partition: -1, key: None, value: None, binary: false, headers: Vec::new(), timestamp: 0, msg_ref: None };
     if t.is_binary() {
         d.value = Some(t);
@@ -232,18 +297,18 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
     }
     match t.get_type() {
         TermType::Binary | TermType::List => {
-            (d.value, d.binary) = value(t)?;
+            (d.value, d.binary) = value(t, budget)?;
         }
         TermType::Tuple => {
             let elems = rustler::types::tuple::get_tuple(t).map_err(|_| Bad::Message)?;
             match elems.as_slice() {
                 [k, v] => {
-                    d.key = bytes_opt(*k, Bad::Key)?;
-                    (d.value, d.binary) = value(*v)?;
+                    d.key = bytes_opt(*k, Bad::Key, budget)?;
+                    (d.value, d.binary) = value(*v, budget)?;
                 }
-                [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts)?,
+                [p, k, v, h, ts] => d = fields(*p, *k, *v, *h, *ts, budget)?,
                 [r, p, k, v, h, ts] => {
-                    d = fields(*p, *k, *v, *h, *ts)?;
+                    d = fields(*p, *k, *v, *h, *ts, budget)?;
                     d.msg_ref = Some(msg_ref(*r)?);
                 }
                 _ => return Err(Bad::Message),
@@ -256,13 +321,13 @@ pub fn message<'a>(t: Term<'a>) -> Result<Decoded<'a>, Bad> {
                 d.partition = partition(p)?;
             }
             if let Some(k) = get(atoms::key()) {
-                d.key = bytes_opt(k, Bad::Key)?;
+                d.key = bytes_opt(k, Bad::Key, budget)?;
             }
             if let Some(v) = get(atoms::value()) {
-                (d.value, d.binary) = value(v)?;
+                (d.value, d.binary) = value(v, budget)?;
             }
             if let Some(h) = get(atoms::headers()) {
-                d.headers = headers(h)?;
+                d.headers = headers(h, budget)?;
             }
             if let Some(ts) = get(atoms::timestamp()) {
                 d.timestamp = timestamp(ts)?;

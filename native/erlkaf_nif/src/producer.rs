@@ -18,17 +18,34 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Messages handled by one `producer_produce` call at most; the call also returns early
-/// once TIME_SLICE has passed (checked after each CHUNK messages, librdkafka's time
-/// included) so that it stays well under 1 ms on a scheduler, also when the OS takes the
-/// thread away for a while.
+/// Messages handled by one `producer_produce` call at most.
 const MAX_PER_CALL: usize = 4096;
-const TIME_SLICE: Duration = Duration::from_micros(300);
+/// What a call plans to spend (wall time, librdkafka's included): a chunk after the
+/// first is cut to what is left of it at the pace of the call's chunks so far, and the
+/// call returns (`more`) when fewer than MIN_CHUNK messages would fit. So a call that the
+/// machine slows down (a cold cache, another process's turn on the CPU) takes smaller
+/// chunks or returns, instead of adding a full chunk at the slow pace: the longest call
+/// stays well under 1 ms on a scheduler. Wall time, not the thread's CPU time: it is
+/// never less, and it is what the scheduler is held for.
+const TIME_SLICE: Duration = Duration::from_micros(400);
 /// Messages decoded, copied into one batch env and handed to librdkafka together (one
 /// env, one ledger batch and one `rd_kafka_produce_batch` call each: 512 rather than 128
 /// took ~6% less scheduler CPU per 100-byte message). A chunk of small messages takes
-/// ~0.2 ms, so a call ends within ~0.5 ms of its own work.
+/// ~0.2 ms.
 const CHUNK: usize = 512;
+/// Fewer messages than this are not worth a chunk's fixed costs at the end of a call.
+const MIN_CHUNK: usize = 64;
+
+/// Messages the next chunk of a call may take: CHUNK for the first, else what fits in
+/// what is left of TIME_SLICE at the pace of the `done` messages that took `spent`.
+fn chunk_size(done: usize, spent: Duration) -> usize {
+    if done == 0 {
+        return CHUNK;
+    }
+    let left = TIME_SLICE.saturating_sub(spent).as_nanos();
+    let per = (spent.as_nanos() / done as u128).max(1);
+    (left / per).min(CHUNK as u128) as usize
+}
 
 /// The longest `producer_produce` call of a list so far (the NIF that does the most per
 /// call), timed where it runs: the VM's `long_schedule` monitor only reports a process
@@ -132,8 +149,10 @@ fn producer_create_topic<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, topic:
 
 /// `(Res, Topic, Messages, Reply, WantRefs)` where Reply is `owner` or a sync alias.
 /// Returns `{ok, Refs}` (all consumed), `{more, Refs, Rest}` (time slice used up: call
-/// again with Rest), or `{error, Reason, Refs, Rest}` (Refs accepted; Rest starts with
-/// the message that was refused, with Reason).
+/// again with Rest), `{flatten, Refs, Rest}` (Rest starts with a message whose iolists
+/// are too long to flatten on a scheduler: flatten them, `erlkaf_flatten`, and call
+/// again) or `{error, Reason, Refs, Rest}` (Refs accepted; Rest starts with the message
+/// that was refused, with Reason).
 #[rustler::nif]
 fn producer_produce<'a>(
     env: Env<'a>,
@@ -231,6 +250,9 @@ enum ChunkEnd<'a> {
     Refused(erlkaf_core::Error, Term<'a>),
     /// The message at this list cell is malformed.
     Bad(Bad, Term<'a>),
+    /// The message at this list cell has an iolist too long to flatten here
+    /// ([`Bad::Long`]).
+    Flatten(Term<'a>),
 }
 
 fn produce_list<'a>(
@@ -251,14 +273,16 @@ fn produce_list<'a>(
     // Reports need the MsgRefs only with a callback (or a sync waiter).
     let save_refs = want_refs && (res.keep_refs || sync);
     // Chunk after chunk until the list, MAX_PER_CALL messages or the time slice is used
-    // up (checked after each chunk: the call's time includes librdkafka's).
+    // up (see TIME_SLICE).
     let mut accepted = 0;
     let mut rest = messages;
+    let mut size = CHUNK;
     let end = loop {
-        let (n, end) = produce_chunk(env, res, topic, rest, (sync, reply), (want_refs, save_refs), s);
+        let (n, end) = produce_chunk(env, res, topic, (rest, size), (sync, reply), (want_refs, save_refs), s);
         accepted += n;
+        size = chunk_size(accepted, started.elapsed()).min(MAX_PER_CALL - accepted);
         match end {
-            ChunkEnd::More(r) if accepted < MAX_PER_CALL && started.elapsed() < TIME_SLICE => rest = r,
+            ChunkEnd::More(r) if size >= MIN_CHUNK => rest = r,
             end => break end,
         }
     };
@@ -278,6 +302,7 @@ fn produce_list<'a>(
         ChunkEnd::More(rest) => (atoms::more(), refs, rest).encode(env),
         ChunkEnd::Refused(e, rest) => (atoms::error(), reason(env, &e), refs, rest).encode(env),
         ChunkEnd::Bad(b, rest) => (atoms::error(), (atoms::badarg(), b.atom()), refs, rest).encode(env),
+        ChunkEnd::Flatten(rest) => (atoms::flatten(), refs, rest).encode(env),
     })
 }
 
@@ -292,7 +317,7 @@ fn proper_for(mut list: Term, n: usize) -> bool {
     true
 }
 
-/// Decodes up to CHUNK messages from `messages`, puts what their reports need into one
+/// Decodes up to `size` messages from `messages`, puts what their reports need into one
 /// batch env (one copy: its fixed cost is larger than what each message adds) and hands
 /// them to librdkafka. Returns how many were accepted and how the chunk ended. MsgRefs
 /// are appended to `s.refs` (the accepted ones first); the rest of the scratch is this
@@ -301,7 +326,7 @@ fn produce_chunk<'a>(
     env: Env<'a>,
     res: &ProducerRes,
     topic: &[u8],
-    messages: Term<'a>,
+    (messages, size): (Term<'a>, usize),
     (sync, reply): (bool, Term<'a>),
     (want_refs, save_refs): (bool, bool),
     s: &mut Scratch,
@@ -314,7 +339,8 @@ fn produce_chunk<'a>(
     // Walk the list, remembering each tail.
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
-    while s.msgs.len() < CHUNK {
+    let mut flatten = decode::FLATTEN_BUDGET;
+    while s.msgs.len() < size {
         let Ok((head, tail)) = rest.list_get_cell() else { break };
         let start = s.headers.len();
         // A binary alone (a value with a null key) is the commonest form: no decoding.
@@ -322,7 +348,7 @@ fn produce_chunk<'a>(
             let m = Pending { partition: -1, key: None, headers: (start, 0), timestamp: 0, value: Some(head.as_c_arg()), is_binary: true, kept_ref: None };
             (m, None)
         } else {
-            let d = match decode::message(head) {
+            let d = match decode::message(head, &mut flatten) {
                 Ok(d) => d,
                 Err(b) => {
                     bad = Some(b);
@@ -391,6 +417,9 @@ fn produce_chunk<'a>(
     let end = match (outcome.error, bad) {
         // SAFETY: a list cell of the caller's term.
         (Some(e), _) => ChunkEnd::Refused(e, unsafe { Term::new(env, s.tails[outcome.accepted]) }),
+        // Too long for a chunk's budget: alone (flattened by the caller), or in the next chunk.
+        (None, Some(Bad::Long)) if s.msgs.is_empty() => ChunkEnd::Flatten(rest),
+        (None, Some(Bad::Long)) => ChunkEnd::More(rest),
         (None, Some(b)) => ChunkEnd::Bad(b, rest),
         (None, None) if rest.is_empty_list() => ChunkEnd::Done,
         _ => ChunkEnd::More(rest),
@@ -400,12 +429,11 @@ fn produce_chunk<'a>(
 
 /// `producer_produce` for a list of one message, with the same replies.
 fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a>, messages: Term<'a>, want_refs: bool) -> Term<'a> {
-    let refused = |reason: Term<'a>| {
-        let none = if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
-        (atoms::error(), reason, none, messages).encode(env)
-    };
-    let d = match decode::message(head) {
+    let none = || if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
+    let refused = |reason: Term<'a>| (atoms::error(), reason, none(), messages).encode(env);
+    let d = match decode::message(head, &mut decode::FLATTEN_BUDGET.clone()) {
         Ok(d) => d,
+        Err(Bad::Long) => return (atoms::flatten(), none(), messages).encode(env),
         Err(b) => return refused((atoms::badarg(), b.atom()).encode(env)),
     };
     match produce_single(env, res, topic, d, want_refs) {
@@ -433,7 +461,8 @@ fn producer_send<'a>(
     timestamp: Term<'a>,
 ) -> Term<'a> {
     let res = res.0;
-    match decode::fields(partition, key, value, headers, timestamp) {
+    // (An iolist too long to flatten here is flattened by `erlkaf` on the general path.)
+    match decode::fields(partition, key, value, headers, timestamp, &mut decode::FLATTEN_BUDGET.clone()) {
         Ok(d) => match produce_single(env, res, topic.as_slice(), d, true) {
             (Ok(()), Some(r)) => (atoms::ok(), r).encode(env),
             _ => atoms::retry().encode(env),
