@@ -1016,17 +1016,6 @@ enqueue(Res, Topic, Messages, Reply, Opts, WantRefs, Acc, Deadline, Backoff) ->
             {ok, accepted([Refs | Acc], WantRefs)};
         {more, Refs, Rest} ->
             enqueue(Res, Topic, Rest, Reply, Opts, WantRefs, [Refs | Acc], undefined, 1);
-        {flatten, Refs, [Msg | Rest] = All} ->
-            %% Iolists too long to copy on a scheduler inside the NIF: flattened here by a
-            %% BIF that yields, then produced as binaries (no second copy).
-            case erlkaf_flatten:message(Msg) of
-                {ok, Flat} when Flat =/= Msg ->
-                    enqueue(Res, Topic, [Flat | Rest], Reply, Opts, WantRefs, [Refs | Acc], undefined, 1);
-                {ok, _} ->
-                    partial({badarg, message}, [Refs | Acc], All, WantRefs);
-                {error, Part} ->
-                    partial({badarg, Part}, [Refs | Acc], All, WantRefs)
-            end;
         {error, queue_full, Refs, Rest} ->
             Acc1 = [Refs | Acc],
             Progress = Refs =/= [] andalso Refs =/= 0,

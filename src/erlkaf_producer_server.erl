@@ -379,13 +379,6 @@ produce_all(Res, Topic, Msgs, N0) ->
     case erlkaf_nif:producer_produce(Res, Topic, Msgs, owner, true) of
         {ok, Refs} -> {ok, N0 + length(Refs)};
         {more, Refs, Rest} -> produce_all(Res, Topic, Rest, N0 + length(Refs));
-        {flatten, Refs, [Msg | Rest]} ->
-            %% A key or header iolist too long for the NIF to copy (values are binaries).
-            case erlkaf_flatten:message(Msg) of
-                {ok, Flat} when Flat =/= Msg -> produce_all(Res, Topic, [Flat | Rest], N0 + length(Refs));
-                {ok, _} -> {failed, N0 + length(Refs), {badarg, message}};
-                {error, Part} -> {failed, N0 + length(Refs), {badarg, Part}}
-            end;
         {error, queue_full, Refs, _} -> {queue_full, N0 + length(Refs)};
         {error, Reason, Refs, _} -> {failed, N0 + length(Refs), Reason}
     end.

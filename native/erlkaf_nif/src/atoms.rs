@@ -5,7 +5,6 @@ rustler::atoms! {
     error,
     undefined,
     more,
-    flatten,
     badarg,
     erlkaf_msg,
     erlkaf_dr,

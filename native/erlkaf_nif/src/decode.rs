@@ -35,10 +35,10 @@ pub enum Bad {
     Timestamp,
     /// The shape of the message.
     Message,
-    /// Not an error: an iolist (value, key or header part) too long to flatten on a
-    /// scheduler within [`FLATTEN_BUDGET`]. The caller flattens it with
-    /// `iolist_to_binary/1` (a BIF that yields) and produces it again.
-    Long,
+    /// Not an error: the message is more work than is left of the budget (see
+    /// [`WORK_BUDGET`]); alone, more than a scheduler may do in one call (it is produced
+    /// on a dirty scheduler).
+    Heavy,
 }
 
 impl Bad {
@@ -51,7 +51,7 @@ impl Bad {
             Bad::Partition => atoms::partition(),
             Bad::Timestamp => atoms::timestamp(),
             Bad::Message => atoms::message(),
-            Bad::Long => atoms::flatten(),
+            Bad::Heavy => atoms::message(),
         }
     }
 }
@@ -83,24 +83,35 @@ fn is_undefined(t: Term) -> bool {
     t.as_c_arg() == atoms::undefined().as_c_arg()
 }
 
-/// What the iolists of one chunk of a produce call may cost to flatten on a scheduler:
-/// their bytes plus CELL_COST per list cell (walking and copying a list is slower per
-/// byte than copying a binary). 256 KiB of binaries, or 16 Ki list cells: ~0.1 ms.
-pub const FLATTEN_BUDGET: usize = 256 * 1024;
+/// The work one chunk of a produce call may do on a scheduler for what is copied, in
+/// units of about a nanosecond: a byte librdkafka copies (a key, a header) or the NIF
+/// flattens (an iolist) is one, a list cell of an iolist CELL_COST (walked, then copied),
+/// a header HEADER_COST (decoded, then allocated and added by librdkafka: ~200 ns each,
+/// measured). A value that is one binary costs nothing: it is not copied. ~0.25 ms.
+pub const WORK_BUDGET: usize = 256 * 1024;
 const CELL_COST: usize = 16;
+const HEADER_COST: usize = 256;
 
-/// Charges flattening `t` to `budget` when it is an iolist (binaries are not copied):
-/// `Bad::Long` when it costs more than is left.
-fn charge(t: Term, budget: &mut usize) -> Result<(), Bad> {
-    if !t.is_list() {
-        return Ok(());
-    }
-    let cost = iolist_cost(t, *budget).ok_or(Bad::Long)?;
-    *budget -= cost;
+/// Takes `cost` from `budget`: `Bad::Heavy` when less is left.
+fn take(budget: &mut usize, cost: usize) -> Result<(), Bad> {
+    *budget = budget.checked_sub(cost).ok_or(Bad::Heavy)?;
     Ok(())
 }
 
-/// What flattening the list `t` costs (see FLATTEN_BUDGET), `None` once it is over
+/// Charges copying `t` to `budget`: a binary its bytes when `copied` (librdkafka copies
+/// keys and headers, not values), an iolist what flattening it costs.
+fn charge(t: Term, copied: bool, budget: &mut usize) -> Result<(), Bad> {
+    if t.is_binary() {
+        return if copied { take(budget, Binary::from_term(t).map_or(0, |b| b.len())) } else { Ok(()) };
+    }
+    if !t.is_list() {
+        return Ok(());
+    }
+    let cost = iolist_cost(t, *budget).ok_or(Bad::Heavy)?;
+    take(budget, cost)
+}
+
+/// What flattening the list `t` costs (see WORK_BUDGET), `None` once it is over
 /// `max`: the walk stops there, so it is bounded too. A list that is not iodata costs
 /// what was walked (its flattening refuses it).
 fn iolist_cost(t: Term, max: usize) -> Option<usize> {
@@ -140,7 +151,7 @@ fn bytes_opt<'a>(t: Term<'a>, what: Bad, budget: &mut usize) -> Result<Option<Bi
     if is_undefined(t) {
         return Ok(None);
     }
-    charge(t, budget)?;
+    charge(t, true, budget)?;
     t.decode_as_binary().map(Some).map_err(|_| what)
 }
 
@@ -156,7 +167,7 @@ fn header_part<'a>(t: Term<'a>, budget: &mut usize) -> Result<Binary<'a>, Bad> {
             Ok(owned(t, i.to_string().as_bytes()))
         }
         _ => {
-            charge(t, budget)?;
+            charge(t, true, budget)?;
             t.decode_as_binary().map_err(|_| Bad::Headers)
         }
     }
@@ -174,6 +185,7 @@ fn headers<'a>(t: Term<'a>, budget: &mut usize) -> Result<Vec<(Binary<'a>, Optio
     }
     let mut out = Vec::new();
     let mut push = |k: Term<'a>, v: Term<'a>| -> Result<(), Bad> {
+        take(budget, HEADER_COST)?;
         let val = if is_undefined(v) { None } else { Some(header_part(v, budget)?) };
         out.push((header_part(k, budget)?, val));
         Ok(())
@@ -203,7 +215,7 @@ fn value<'a>(t: Term<'a>, budget: &mut usize) -> Result<(Option<Term<'a>>, bool)
     } else if t.is_binary() {
         Ok((Some(t), true))
     } else if t.is_list() {
-        charge(t, budget)?;
+        charge(t, false, budget)?;
         Ok((Some(t), false))
     } else {
         Err(Bad::Value)
@@ -271,8 +283,8 @@ fn timestamp(t: Term) -> Result<i64, Bad> {
     }
 }
 
-/// Decodes the parts of one message (`produce/7`'s arguments); iolists are charged to
-/// `budget` (see [`FLATTEN_BUDGET`]).
+/// Decodes the parts of one message (`produce/7`'s arguments); what is copied is charged
+/// to `budget` (see [`WORK_BUDGET`]).
 pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'a>, budget: &mut usize) -> Result<Decoded<'a>, Bad> {
     let (value, binary) = value(v, budget)?;
     Ok(Decoded {
@@ -286,8 +298,8 @@ pub fn fields<'a>(p: Term<'a>, k: Term<'a>, v: Term<'a>, h: Term<'a>, ts: Term<'
     })
 }
 
-/// Decodes one message (see the module doc for the forms); iolists are charged to
-/// `budget` (see [`FLATTEN_BUDGET`]).
+/// Decodes one message (see the module doc for the forms); what is copied is charged
+/// to `budget` (see [`WORK_BUDGET`]).
 pub fn message<'a>(t: Term<'a>, budget: &mut usize) -> Result<Decoded<'a>, Bad> {
     let mut d = Decoded { partition: -1, key: None, value: None, binary: false, headers: Vec::new(), timestamp: 0, msg_ref: None };
     if t.is_binary() {

@@ -6,7 +6,7 @@ use crate::decode::{self, Bad};
 use crate::error::{error_tuple, reason};
 use crate::reply::reply_later;
 use crate::keep::{Keep, Reply};
-use rustler::sys::ErlNifTerm;
+use rustler::sys::{ErlNifEnv, ErlNifTerm};
 use crate::resource::{check_fast_decode, ProducerRef, ProducerRes};
 use crate::sink::{NifSink, ReportMode};
 use erlkaf_core::config::Properties;
@@ -149,25 +149,48 @@ fn producer_create_topic<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, topic:
 
 /// `(Res, Topic, Messages, Reply, WantRefs)` where Reply is `owner` or a sync alias.
 /// Returns `{ok, Refs}` (all consumed), `{more, Refs, Rest}` (time slice used up: call
-/// again with Rest), `{flatten, Refs, Rest}` (Rest starts with a message whose iolists
-/// are too long to flatten on a scheduler: flatten them, `erlkaf_flatten`, and call
-/// again) or `{error, Reason, Refs, Rest}` (Refs accepted; Rest starts with the message
-/// that was refused, with Reason).
+/// again with Rest), or `{error, Reason, Refs, Rest}` (Refs accepted; Rest starts with
+/// the message that was refused, with Reason).
+///
+/// A message that is more work than a scheduler may do in one call (see
+/// `decode::WORK_BUDGET`: a long iolist to flatten, a large key or many headers for
+/// librdkafka to copy) is produced on a dirty CPU scheduler: alone, by the same code
+/// without the budget, in a call that continues there (`enif_schedule_nif`).
 #[rustler::nif]
 fn producer_produce<'a>(
     env: Env<'a>,
-    res: ProducerRef<'a>,
+    res: Term<'a>,
     topic: Term<'a>,
     messages: Term<'a>,
     reply: Term<'a>,
-    want_refs: bool,
+    want_refs: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let res = res.0;
+    produce_call(env, [res, topic, messages, reply, want_refs], Run::Scheduler)
+}
+
+/// Where a `producer_produce` call runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// On a scheduler: within TIME_SLICE and a work budget per chunk.
+    Scheduler,
+    /// On a dirty CPU scheduler: the first message alone, without a budget.
+    Dirty,
+}
+
+fn produce_call<'a>(env: Env<'a>, args: [Term<'a>; 5], run: Run) -> NifResult<Term<'a>> {
+    let [res, topic, messages, reply, want_refs] = args;
+    let res = res.decode::<ProducerRef>()?.0;
     let topic = topic.decode_as_binary()?;
+    let want_refs: bool = want_refs.decode()?;
     let sync = reply.get_type() == rustler::TermType::Ref;
+    let budget = match run {
+        Run::Scheduler => decode::WORK_BUDGET,
+        Run::Dirty => usize::MAX,
+    };
     if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
         if tail.is_empty_list() {
-            return Ok(single_reply(env, res, topic.as_slice(), head, messages, want_refs));
+            return Ok(single_reply(env, res, topic.as_slice(), head, messages, want_refs, budget)
+                .unwrap_or_else(|| on_dirty_scheduler(env, args)));
         }
     }
     SCRATCH.with(|s| {
@@ -175,10 +198,49 @@ fn producer_produce<'a>(
         // Cleared before (a panic may have left entries) and after (nothing outlives the
         // call's terms).
         s.clear();
-        let r = produce_list(env, res, topic.as_slice(), messages, (sync, reply), want_refs, &mut s);
+        let r = produce_list(env, res, topic.as_slice(), messages, (sync, reply), want_refs, run, &mut s);
         s.clear();
-        r
+        Ok(r?.unwrap_or_else(|| on_dirty_scheduler(env, args)))
     })
+}
+
+/// Continues this call on a dirty CPU scheduler (its result is the call's).
+fn on_dirty_scheduler<'a>(env: Env<'a>, args: [Term<'a>; 5]) -> Term<'a> {
+    let argv = args.map(|t| t.as_c_arg());
+    // SAFETY: live env; argv are this call's terms; produce_dirty has a NIF's signature.
+    unsafe {
+        Term::new(
+            env,
+            rustler::sys::enif_schedule_nif(
+                env.as_c_arg(),
+                c"producer_produce".as_ptr(),
+                rustler::sys::ERL_NIF_DIRTY_JOB_CPU_BOUND as i32,
+                produce_dirty,
+                argv.len() as i32,
+                argv.as_ptr(),
+            ),
+        )
+    }
+}
+
+/// `producer_produce` on a dirty CPU scheduler (see [`on_dirty_scheduler`]).
+unsafe extern "C" fn produce_dirty(env: *mut ErlNifEnv, argc: std::ffi::c_int, argv: *const ErlNifTerm) -> ErlNifTerm {
+    let lifetime = ();
+    // SAFETY: the VM calls this with a live env and argc terms at argv.
+    let env = unsafe { Env::new(&lifetime, env) };
+    if argc != 5 {
+        // SAFETY: live env.
+        return unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) };
+    }
+    // SAFETY: as above.
+    let argv = unsafe { std::slice::from_raw_parts(argv, 5) };
+    // SAFETY: terms of this env.
+    let args = [0, 1, 2, 3, 4].map(|i| unsafe { Term::new(env, argv[i]) });
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_call(env, args, Run::Dirty))) {
+        Ok(Ok(t)) => t.as_c_arg(),
+        // SAFETY: live env. (A panic is reported as badarg: nothing was produced by it.)
+        _ => unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) },
+    }
 }
 
 /// Per-thread buffers of `producer_produce` (a BEAM scheduler is one thread): a call
@@ -250,11 +312,14 @@ enum ChunkEnd<'a> {
     Refused(erlkaf_core::Error, Term<'a>),
     /// The message at this list cell is malformed.
     Bad(Bad, Term<'a>),
-    /// The message at this list cell has an iolist too long to flatten here
-    /// ([`Bad::Long`]).
-    Flatten(Term<'a>),
+    /// The message at this list cell is too heavy for what is left of the chunk's work
+    /// budget, and the chunk is empty: alone, too heavy for a scheduler ([`Bad::Heavy`]).
+    Heavy(Term<'a>),
 }
 
+/// `producer_produce` for a list; `None` when its first message is to be produced on a
+/// dirty scheduler (nothing was produced).
+#[allow(clippy::too_many_arguments)]
 fn produce_list<'a>(
     env: Env<'a>,
     res: &ProducerRes,
@@ -262,8 +327,9 @@ fn produce_list<'a>(
     messages: Term<'a>,
     (sync, reply): (bool, Term<'a>),
     want_refs: bool,
+    run: Run,
     s: &mut Scratch,
-) -> NifResult<Term<'a>> {
+) -> NifResult<Option<Term<'a>>> {
     let started = Instant::now();
     let cpu_started = erlkaf_core::cputime::thread_ns();
     // An improper list within this call's reach is refused before anything is produced.
@@ -273,23 +339,28 @@ fn produce_list<'a>(
     // Reports need the MsgRefs only with a callback (or a sync waiter).
     let save_refs = want_refs && (res.keep_refs || sync);
     // Chunk after chunk until the list, MAX_PER_CALL messages or the time slice is used
-    // up (see TIME_SLICE).
+    // up (see TIME_SLICE). On a dirty scheduler: the first message, without a budget.
+    let (mut size, most, budget) = match run {
+        Run::Scheduler => (CHUNK, MAX_PER_CALL, decode::WORK_BUDGET),
+        Run::Dirty => (1, 1, usize::MAX),
+    };
     let mut accepted = 0;
     let mut rest = messages;
-    let mut size = CHUNK;
     let end = loop {
-        let (n, end) = produce_chunk(env, res, topic, (rest, size), (sync, reply), (want_refs, save_refs), s);
+        let (n, end) = produce_chunk(env, res, topic, (rest, size, budget), (sync, reply), (want_refs, save_refs), s);
         accepted += n;
-        size = chunk_size(accepted, started.elapsed()).min(MAX_PER_CALL - accepted);
+        size = chunk_size(accepted, started.elapsed()).min(most - accepted);
         match end {
             ChunkEnd::More(r) if size >= MIN_CHUNK => rest = r,
             end => break end,
         }
     };
-    let took = started.elapsed().as_micros() as u64;
-    PRODUCE_CALLS.record(took, cpu_started, accepted);
-    let percent = (took / 10).clamp(1, 100) as i32;
-    rustler::schedule::consume_timeslice(env, percent);
+    if run == Run::Scheduler {
+        let took = started.elapsed().as_micros() as u64;
+        PRODUCE_CALLS.record(took, cpu_started, accepted);
+        let percent = (took / 10).clamp(1, 100) as i32;
+        rustler::schedule::consume_timeslice(env, percent);
+    }
     let refs = if want_refs {
         // SAFETY: live env; the refs are terms of this env (the first `accepted` are the
         // accepted messages').
@@ -297,13 +368,15 @@ fn produce_list<'a>(
     } else {
         accepted.encode(env)
     };
-    Ok(match end {
+    Ok(Some(match end {
         ChunkEnd::Done => (atoms::ok(), refs).encode(env),
         ChunkEnd::More(rest) => (atoms::more(), refs, rest).encode(env),
         ChunkEnd::Refused(e, rest) => (atoms::error(), reason(env, &e), refs, rest).encode(env),
         ChunkEnd::Bad(b, rest) => (atoms::error(), (atoms::badarg(), b.atom()), refs, rest).encode(env),
-        ChunkEnd::Flatten(rest) => (atoms::flatten(), refs, rest).encode(env),
-    })
+        // Produced so far returned first; the next call starts with the heavy message.
+        ChunkEnd::Heavy(_) if accepted == 0 => return Ok(None),
+        ChunkEnd::Heavy(rest) => (atoms::more(), refs, rest).encode(env),
+    }))
 }
 
 /// Whether `list` is a proper list or longer than `n` cells.
@@ -326,7 +399,7 @@ fn produce_chunk<'a>(
     env: Env<'a>,
     res: &ProducerRes,
     topic: &[u8],
-    (messages, size): (Term<'a>, usize),
+    (messages, size, budget): (Term<'a>, usize, usize),
     (sync, reply): (bool, Term<'a>),
     (want_refs, save_refs): (bool, bool),
     s: &mut Scratch,
@@ -339,7 +412,7 @@ fn produce_chunk<'a>(
     // Walk the list, remembering each tail.
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
-    let mut flatten = decode::FLATTEN_BUDGET;
+    let mut budget = budget;
     while s.msgs.len() < size {
         let Ok((head, tail)) = rest.list_get_cell() else { break };
         let start = s.headers.len();
@@ -348,7 +421,7 @@ fn produce_chunk<'a>(
             let m = Pending { partition: -1, key: None, headers: (start, 0), timestamp: 0, value: Some(head.as_c_arg()), is_binary: true, kept_ref: None };
             (m, None)
         } else {
-            let d = match decode::message(head, &mut flatten) {
+            let d = match decode::message(head, &mut budget) {
                 Ok(d) => d,
                 Err(b) => {
                     bad = Some(b);
@@ -417,9 +490,9 @@ fn produce_chunk<'a>(
     let end = match (outcome.error, bad) {
         // SAFETY: a list cell of the caller's term.
         (Some(e), _) => ChunkEnd::Refused(e, unsafe { Term::new(env, s.tails[outcome.accepted]) }),
-        // Too long for a chunk's budget: alone (flattened by the caller), or in the next chunk.
-        (None, Some(Bad::Long)) if s.msgs.is_empty() => ChunkEnd::Flatten(rest),
-        (None, Some(Bad::Long)) => ChunkEnd::More(rest),
+        // Over what is left of the chunk's budget: in the next chunk, or alone too heavy.
+        (None, Some(Bad::Heavy)) if s.msgs.is_empty() => ChunkEnd::Heavy(rest),
+        (None, Some(Bad::Heavy)) => ChunkEnd::More(rest),
         (None, Some(b)) => ChunkEnd::Bad(b, rest),
         (None, None) if rest.is_empty_list() => ChunkEnd::Done,
         _ => ChunkEnd::More(rest),
@@ -427,21 +500,24 @@ fn produce_chunk<'a>(
     (outcome.accepted, end)
 }
 
-/// `producer_produce` for a list of one message, with the same replies.
-fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a>, messages: Term<'a>, want_refs: bool) -> Term<'a> {
-    let none = || if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
-    let refused = |reason: Term<'a>| (atoms::error(), reason, none(), messages).encode(env);
-    let d = match decode::message(head, &mut decode::FLATTEN_BUDGET.clone()) {
-        Ok(d) => d,
-        Err(Bad::Long) => return (atoms::flatten(), none(), messages).encode(env),
-        Err(b) => return refused((atoms::badarg(), b.atom()).encode(env)),
+/// `producer_produce` for a list of one message, with the same replies; `None` when it
+/// is more work than `budget` (nothing was produced).
+fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a>, messages: Term<'a>, want_refs: bool, budget: usize) -> Option<Term<'a>> {
+    let refused = |reason: Term<'a>| {
+        let none = if want_refs { Vec::<Term>::new().encode(env) } else { 0.encode(env) };
+        (atoms::error(), reason, none, messages).encode(env)
     };
-    match produce_single(env, res, topic, d, want_refs) {
+    let d = match decode::message(head, &mut budget.clone()) {
+        Ok(d) => d,
+        Err(Bad::Heavy) => return None,
+        Err(b) => return Some(refused((atoms::badarg(), b.atom()).encode(env))),
+    };
+    Some(match produce_single(env, res, topic, d, want_refs) {
         (Ok(()), Some(r)) => (atoms::ok(), Term::list_new_empty(env).list_prepend(r)).encode(env),
         (Ok(()), None) => (atoms::ok(), 1).encode(env),
         (Err(OpenError::Fill(b)), _) => refused((atoms::badarg(), b.atom()).encode(env)),
         (Err(OpenError::Kafka(e)), _) => refused(reason(env, &e)),
-    }
+    })
 }
 
 /// `(Res, Topic, Partition, Key, Value, Headers, Timestamp) -> {ok, MsgRef} | Error`:
@@ -461,8 +537,8 @@ fn producer_send<'a>(
     timestamp: Term<'a>,
 ) -> Term<'a> {
     let res = res.0;
-    // (An iolist too long to flatten here is flattened by `erlkaf` on the general path.)
-    match decode::fields(partition, key, value, headers, timestamp, &mut decode::FLATTEN_BUDGET.clone()) {
+    // (A message too heavy for a scheduler takes the general path: `retry`.)
+    match decode::fields(partition, key, value, headers, timestamp, &mut decode::WORK_BUDGET.clone()) {
         Ok(d) => match produce_single(env, res, topic.as_slice(), d, true) {
             (Ok(()), Some(r)) => (atoms::ok(), r).encode(env),
             _ => atoms::retry().encode(env),
