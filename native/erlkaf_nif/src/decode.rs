@@ -98,17 +98,22 @@ fn take(budget: &mut usize, cost: usize) -> Result<(), Bad> {
     Ok(())
 }
 
-/// Charges copying `t` to `budget`: a binary its bytes when `copied` (librdkafka copies
-/// keys and headers, not values), an iolist what flattening it costs.
-fn charge(t: Term, copied: bool, budget: &mut usize) -> Result<(), Bad> {
-    if t.is_binary() {
-        return if copied { take(budget, Binary::from_term(t).map_or(0, |b| b.len())) } else { Ok(()) };
-    }
+/// Charges flattening `t` to `budget` when it is an iolist (a binary is not flattened).
+fn charge(t: Term, budget: &mut usize) -> Result<(), Bad> {
     if !t.is_list() {
         return Ok(());
     }
     let cost = iolist_cost(t, *budget).ok_or(Bad::Heavy)?;
     take(budget, cost)
+}
+
+/// The bytes of `t` (a binary, or an iolist flattened into the caller's env), for
+/// librdkafka to copy: both charged to `budget`.
+fn copied<'a>(t: Term<'a>, budget: &mut usize) -> Result<Option<Binary<'a>>, Bad> {
+    charge(t, budget)?;
+    let Ok(b) = t.decode_as_binary() else { return Ok(None) };
+    take(budget, b.len())?;
+    Ok(Some(b))
 }
 
 /// What flattening the list `t` costs (see WORK_BUDGET), `None` once it is over
@@ -151,8 +156,7 @@ fn bytes_opt<'a>(t: Term<'a>, what: Bad, budget: &mut usize) -> Result<Option<Bi
     if is_undefined(t) {
         return Ok(None);
     }
-    charge(t, true, budget)?;
-    t.decode_as_binary().map(Some).map_err(|_| what)
+    copied(t, budget)?.map(Some).ok_or(what)
 }
 
 /// Header name or value: binary, iolist, atom or integer.
@@ -166,10 +170,7 @@ fn header_part<'a>(t: Term<'a>, budget: &mut usize) -> Result<Binary<'a>, Bad> {
             let i: i64 = t.decode().map_err(|_| Bad::Headers)?;
             Ok(owned(t, i.to_string().as_bytes()))
         }
-        _ => {
-            charge(t, true, budget)?;
-            t.decode_as_binary().map_err(|_| Bad::Headers)
-        }
+        _ => copied(t, budget)?.ok_or(Bad::Headers),
     }
 }
 
@@ -215,7 +216,7 @@ fn value<'a>(t: Term<'a>, budget: &mut usize) -> Result<(Option<Term<'a>>, bool)
     } else if t.is_binary() {
         Ok((Some(t), true))
     } else if t.is_list() {
-        charge(t, false, budget)?;
+        charge(t, budget)?;
         Ok((Some(t), false))
     } else {
         Err(Bad::Value)
