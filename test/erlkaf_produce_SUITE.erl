@@ -132,7 +132,12 @@ t_heavy_messages_are_produced_on_a_dirty_scheduler(Config) ->
     NotIo = [Half | improper],
     {error, {{badarg, value}, [Before], [NotIo, <<"after">>]}} =
         erlkaf:produce_batch(C, T, [<<"before">>, NotIo, <<"after">>]),
-    _ = erlkaf_test_lib:collect_reports(C, [Before]).
+    _ = erlkaf_test_lib:collect_reports(C, [Before]),
+    %% Without MsgRefs: counted across the dirty scheduler's call too.
+    {ok, 3} = erlkaf:produce_batch(C, T, [<<"a">>, [Half, Half], <<"b">>], #{refs => false}),
+    Sizes = [receive {dr, C, undefined, ok, #erlkaf_msg{value = V}} -> byte_size(V)
+             after 20000 -> ct:fail(missing_report) end || _ <- [1, 2, 3]],
+    ?assertEqual([1, 1, 800 * 1024], lists:sort(Sizes)).
 
 long_value({_, V}) -> iolist_to_binary(V);
 long_value(#{value := V}) -> iolist_to_binary(V);
