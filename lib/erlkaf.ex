@@ -25,7 +25,7 @@ defmodule Erlkaf do
   `delivery_report_priority` (`:high`, the default, `:normal` or `:low`),
   `error_callback`, `stats_callback`, `queue_buffering_overflow_strategy`
   (`:block_calling_process`, `:drop_records` or `:local_disk_queue`), `queue_buffering_overflow_timeout_ms`,
-  `stop_flush_timeout_ms`, and for consumers `max_inflight_batches`, `revoke_timeout_ms`,
+  `stop_flush_timeout_ms`, and for consumers `max_inflight_batches`, `max_inflight_bytes`, `revoke_timeout_ms`,
   `worker_stop_timeout_ms`.
   """
 

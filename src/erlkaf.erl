@@ -249,7 +249,8 @@ create_consumer_group(GroupId, Topics, _ClientConfig, _TopicConfig, _CbModule, _
 %% handler; offsets are stored after it succeeded and committed every
 %% `auto_commit_interval_ms', on revoke and on stop. Consumer options (in `ClientConfig'):
 %% `max_inflight_batches' (unacknowledged batches per partition before it is paused,
-%% default 4), `revoke_timeout_ms' (default half of `max_poll_interval_ms') and
+%% default 4), `max_inflight_bytes' (unacknowledged bytes per partition before it is
+%% paused, default 4 MiB), `revoke_timeout_ms' (default half of `max_poll_interval_ms') and
 %% `worker_stop_timeout_ms' (default 30000).
 -spec create_consumer_group(term(), binary(), [{topic(), list()}], [client_option()], [topic_option()]) ->
     ok | {error, term()}.
@@ -280,6 +281,7 @@ group_spec(ClientId, GroupId, Topics, ClientConfig, TopicConfig) when is_binary(
                 ok ->
                     Config = #{props => Props, topics => Settings,
                                max_inflight_batches => maps:get(max_inflight_batches, Opts),
+                               max_inflight_bytes => maps:get(max_inflight_bytes, Opts),
                                revoke_timeout_ms => revoke_timeout(Opts, Props),
                                stop_timeout_ms => maps:get(worker_stop_timeout_ms, Opts),
                                callbacks => maps:with([error_callback, stats_callback,

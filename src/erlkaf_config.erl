@@ -78,7 +78,13 @@ erlkaf_options() ->
            "`{error, purge_queue}` reports.">>},
         {max_inflight_batches, 4, <<"integer">>, consumer,
          <<"Unacknowledged batches per partition before the partition is paused (resumed at "
-           "half). With `queued_max_messages_kbytes` it bounds consumer memory.">>},
+           "half). With `max_inflight_bytes` and `queued_max_messages_kbytes` it bounds "
+           "consumer memory.">>},
+        {max_inflight_bytes, 4194304, <<"integer">>, consumer,
+         <<"Unacknowledged bytes per partition (keys, values and ~200 bytes per message) "
+           "before the partition is paused (resumed at half); a batch pushed to a partition's "
+           "process holds at most `max_inflight_bytes / max_inflight_batches` of them (or one "
+           "message). Memory held by slow handlers is about this times the partitions.">>},
         {revoke_timeout_ms, default, <<"integer">>, consumer,
          <<"Longest wait, on revoke, for the partition workers to stop and store their offsets "
            "(default: half of `max_poll_interval_ms`).">>},
@@ -220,6 +226,8 @@ erlkaf_value(queue_buffering_overflow_timeout_ms = K, V) ->
     valid(K, V, V =:= infinity orelse (is_integer(V) andalso V >= 0));
 erlkaf_value(max_inflight_batches = K, V) ->
     valid(K, V, is_integer(V) andalso V > 0 andalso V < 1 bsl 31);
+erlkaf_value(max_inflight_bytes = K, V) ->
+    valid(K, V, is_integer(V) andalso V > 0 andalso V < 1 bsl 63);
 erlkaf_value(K, V) when K =:= revoke_timeout_ms; K =:= worker_stop_timeout_ms ->
     valid(K, V, is_integer(V) andalso V >= 0 andalso V < 1 bsl 31);
 erlkaf_value(stop_flush_timeout_ms = K, V) ->

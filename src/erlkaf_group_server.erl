@@ -45,7 +45,8 @@ init({ClientId, Hidden}) ->
     end,
     TopicNames = maps:keys(Topics),
     case erlkaf_nif:consumer_new(Name, Props, TopicNames, self(),
-                                 maps:get(max_inflight_batches, Config),
+                                 {maps:get(max_inflight_batches, Config),
+                                  maps:get(max_inflight_bytes, Config)},
                                  maps:get(revoke_timeout_ms, Config)) of
         {ok, Res} ->
             case erlkaf_registry:register(ClientId, consumer, Res, #{}) of

@@ -105,7 +105,7 @@ mock_push_request_errors(_Res, _ApiKey, _Errors) -> ?NOT_LOADED.
 mock_clear_request_errors(_Res, _ApiKey) -> ?NOT_LOADED.
 mock_set_partition_leader(_Res, _Topic, _Partition, _Broker) -> ?NOT_LOADED.
 mock_set_group_initial_rebalance_delay(_Res, _Ms) -> ?NOT_LOADED.
-consumer_new(_Name, _Props, _Topics, _Owner, _MaxInflight, _RevokeTimeoutMs) -> ?NOT_LOADED.
+consumer_new(_Name, _Props, _Topics, _Owner, _Credit, _RevokeTimeoutMs) -> ?NOT_LOADED.
 consumer_register(_Res, _Topic, _Partition, _Pid) -> ?NOT_LOADED.
 consumer_ack(_Res, _Topic, _Partition, _NextOffset) -> ?NOT_LOADED.
 consumer_revoke_done(_Res, _Generation) -> ?NOT_LOADED.

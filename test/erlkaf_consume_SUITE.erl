@@ -390,6 +390,33 @@ t_slow_handler_pauses_its_partition(Config) ->
     ?assert(Max =< 3),
     _ = Tag.
 
+%% Byte credit: with 1 KiB values (counted ~1.2 KiB each), a slow partition's process
+%% holds about max_inflight_bytes of them, not max_inflight_batches whole fetches (all
+%% 2000 messages, before the byte credit).
+t_slow_handler_holds_at_most_max_inflight_bytes(Config) ->
+    V = binary:copy(<<"v">>, 1024),
+    {ok, _} = erlkaf:produce_batch(?config(producer, Config), ?config(topic, Config),
+                                   [#{value => V, partition => 0} || _ <- lists:seq(1, 2000)]),
+    ok = erlkaf:flush(?config(producer, Config), 10000),
+    G = ?config(group, Config),
+    Self = self(),
+    ok = erlkaf:create_consumer_group(G, G, [{?config(topic, Config), [{callback_module, erlkaf_slow_handler},
+                                                                      {callback_args, Self}]}],
+                                      [{max_inflight_batches, 4}, {max_inflight_bytes, 32768} | client_config(Config)],
+                                      [{auto_offset_reset, earliest}]),
+    Workers = [receive {slow_worker, P} -> P after 20000 -> ct:fail(no_worker) end || _ <- lists:seq(1, 4)],
+    Held = [begin timer:sleep(100), lists:sum([queued_messages(W) || W <- Workers]) end || _ <- lists:seq(1, 20)],
+    ct:pal("messages queued in the workers' mailboxes: ~p", [Held]),
+    %% 32 KiB of credit: 27 messages, one more, less the batch being handled.
+    ?assert(lists:max(Held) =< 28),
+    ?assert(lists:max(Held) > 0).
+
+queued_messages(Pid) ->
+    case process_info(Pid, messages) of
+        {messages, Ms} -> lists:sum([length(Batch) || {erlkaf_batch, _, Batch} <- Ms]);
+        undefined -> 0
+    end.
+
 mailbox(Pid) ->
     case process_info(Pid, message_queue_len) of
         {message_queue_len, N} -> N;

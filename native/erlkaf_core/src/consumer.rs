@@ -5,8 +5,11 @@
 //!   `enable.auto.offset.store=false` is forced, auto-commit commits what was stored.
 //!   (It also sidesteps librdkafka 2.12.1's batch-consume position bug.)
 //! - Flow control by credit: every batch handed to the sink is one credit of its
-//!   partition; at `max_inflight` unacknowledged batches the partition is paused, and it is
-//!   resumed when acks bring it down to half.
+//!   partition, and its bytes ([`message_bytes`]) are byte credit; at `max_inflight`
+//!   unacknowledged batches or `max_inflight_bytes` the partition is paused, and it is
+//!   resumed when acks bring both down to half. A batch holds at most
+//!   `max_inflight_bytes / max_inflight` bytes (or one message), so a partition's
+//!   unacknowledged messages stay near `max_inflight_bytes` however large a fetch is.
 //! - Only the pump thread pauses and resumes partitions (librdkafka's pause and resume
 //!   wait for its broker thread, and a pause moves the next fetch to the last message the
 //!   pump took): acks and the application's `pause`/`resume` record what they want and
@@ -59,17 +62,31 @@ pub struct ConsumerOptions {
     pub revoke_timeout: Duration,
     /// Messages taken from the queue per round at most.
     pub max_round: usize,
+    /// Unacknowledged bytes per partition (see [`message_bytes`]) before it is paused; a
+    /// batch is cut at `max_inflight_bytes / max_inflight` bytes.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for ConsumerOptions {
     fn default() -> Self {
-        ConsumerOptions { max_inflight: 4, revoke_timeout: Duration::from_secs(60), max_round: 2000 }
+        ConsumerOptions { max_inflight: 4, revoke_timeout: Duration::from_secs(60), max_round: 2000, max_inflight_bytes: 4 << 20 }
     }
+}
+
+/// What a fetched message costs in memory while its batch is unacknowledged, as flow
+/// control counts it: its key and value, and ~200 bytes for what holds them (the Erlang
+/// record, its sub-binary and timestamp, a list cell).
+pub fn message_bytes(m: &MessageView<'_>) -> usize {
+    m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len) + 200
 }
 
 #[derive(Default, Debug, Clone)]
 struct Flow {
     inflight: u32,
+    /// Bytes of the unacknowledged batches ([`message_bytes`]), and each batch's, oldest
+    /// first (a partition's batches are acknowledged in order, one ack each).
+    inflight_bytes: usize,
+    batch_bytes: std::collections::VecDeque<usize>,
     /// Out of credit: too many unacknowledged batches.
     credit_paused: bool,
     /// Paused by the application (`pause/3`, a handler that stopped).
@@ -182,7 +199,7 @@ impl Consumer {
             .name(format!("erlkaf-{name}"))
             .spawn(move || {
                 let q = q;
-                let mut pump = ConsumerPump { shared: s2, generation: 0, messages: Vec::new() };
+                let mut pump = ConsumerPump { shared: s2, generation: 0, messages: Vec::new(), room: HashMap::new() };
                 while !pump.shared.stop.load(Ordering::Acquire) {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump.round(q.0, &mut *sink)));
                     if r.is_err() {
@@ -312,8 +329,11 @@ impl Shared {
                 match flow.get_mut(&(topic.to_string(), partition)) {
                     Some(f) => {
                         f.inflight = f.inflight.saturating_sub(1);
+                        f.inflight_bytes -= f.batch_bytes.pop_front().unwrap_or(0).min(f.inflight_bytes);
                         f.next = Some(next_offset);
-                        let resume = f.credit_paused && f.inflight <= self.opts.max_inflight / 2;
+                        let resume = f.credit_paused
+                            && f.inflight <= self.opts.max_inflight / 2
+                            && f.inflight_bytes <= self.opts.max_inflight_bytes / 2;
                         if resume {
                             f.credit_paused = false;
                         }
@@ -503,6 +523,8 @@ impl Shared {
 /// makes the pump apply it).
 fn reset_credit(f: &mut Flow) {
     f.inflight = 0;
+    f.inflight_bytes = 0;
+    f.batch_bytes.clear();
     f.credit_paused = false;
 }
 
@@ -531,7 +553,11 @@ fn pause(n: &Native, topic: &str, partition: i32, paused: bool) -> bool {
 struct ConsumerPump {
     shared: Arc<Shared>,
     generation: u64,
-    messages: Vec<NativeEvent>,
+    /// The round's FETCH events and their messages (taken from the events as they come).
+    messages: Vec<(NativeEvent, *const rd::rd_kafka_message_t)>,
+    /// Per partition (topic handle, partition) of the round: the byte credit it had left
+    /// at its first message, less what the round took since.
+    room: HashMap<(usize, i32), usize>,
 }
 
 impl ConsumerPump {
@@ -540,6 +566,7 @@ impl ConsumerPump {
         self.shared.apply_pauses();
         let mut timeout = 100;
         let mut taken = 0;
+        self.room.clear();
         while taken < self.shared.opts.max_round && !self.shared.stop.load(Ordering::Acquire) {
             // SAFETY: q lives until the pump is joined.
             let Some(ev) = (unsafe { NativePtr::from_ptr(rd::rd_kafka_queue_poll(q, timeout)) }) else { break };
@@ -547,7 +574,18 @@ impl ConsumerPump {
             taken += 1;
             // SAFETY: live event.
             match unsafe { rd::rd_kafka_event_type(ev.ptr()) } {
-                rd::RD_KAFKA_EVENT_FETCH => self.messages.push(ev),
+                rd::RD_KAFKA_EVENT_FETCH => {
+                    // SAFETY: a FETCH event carries one message, owned by the event.
+                    let m = unsafe { rd::rd_kafka_event_message_next(ev.ptr()) };
+                    let full = !m.is_null() && self.fills(m);
+                    self.messages.push((ev, m));
+                    // A partition out of credit: what the round took goes out now and the
+                    // pause follows (librdkafka drops what it fetched beyond, and fetches
+                    // it again on resume); taking on would hand out a whole fetch more.
+                    if full {
+                        break;
+                    }
+                }
                 rd::RD_KAFKA_EVENT_REBALANCE => {
                     // Messages before the rebalance go out first, in order.
                     self.flush(sink);
@@ -562,6 +600,29 @@ impl ConsumerPump {
         self.flush(sink);
     }
 
+    /// Takes message `m` from its partition's room in this round; true when that used it
+    /// up (the message is handed out all the same: it was taken from librdkafka).
+    fn fills(&mut self, m: *const rd::rd_kafka_message_t) -> bool {
+        // SAFETY: a live message of a live event.
+        let view = unsafe { MessageView::from_ptr(m) };
+        if !view.error().is_ok() {
+            return false;
+        }
+        let key = (view.raw().rkt as usize, view.partition());
+        let room = self.room.entry(key).or_insert_with(|| {
+            let topic = String::from_utf8_lossy(view.topic()).into_owned();
+            let flow = self.shared.flow.lock();
+            let opts = &self.shared.opts;
+            match flow.get(&(topic, view.partition())) {
+                Some(f) if f.inflight >= opts.max_inflight => 0,
+                Some(f) => opts.max_inflight_bytes.saturating_sub(f.inflight_bytes),
+                None => opts.max_inflight_bytes,
+            }
+        });
+        *room = room.saturating_sub(message_bytes(&view));
+        *room == 0
+    }
+
     /// Hands the collected messages to the sink, one call per run of one partition.
     fn flush(&mut self, sink: &mut dyn ConsumerSink) {
         if self.messages.is_empty() {
@@ -572,9 +633,7 @@ impl ConsumerPump {
         // once per group (a name per message meant an allocation per message).
         let mut groups: Vec<((String, i32), Vec<MessageView<'_>>)> = Vec::new();
         let mut index: HashMap<(usize, i32), usize> = HashMap::new();
-        for ev in &events {
-            // SAFETY: a FETCH event carries one message, owned by the event.
-            let m = unsafe { rd::rd_kafka_event_message_next(ev.ptr()) };
+        for &(_, m) in &events {
             if m.is_null() {
                 continue;
             }
@@ -592,9 +651,24 @@ impl ConsumerPump {
             });
             groups[i].1.push(view);
         }
+        // Batches of at most a share of the partition's byte credit (a fetch response can
+        // hold thousands of messages: one batch of them was one credit, 2 MiB of 1 KiB
+        // messages per credit).
+        let cap = (self.shared.opts.max_inflight_bytes / self.shared.opts.max_inflight.max(1) as usize).max(1);
         for ((topic, partition), msgs) in &groups {
-            self.charge(topic, *partition, msgs[0].offset());
-            sink.messages(topic, *partition, msgs);
+            let mut start = 0;
+            let mut bytes = 0;
+            for (i, m) in msgs.iter().enumerate() {
+                let b = message_bytes(m);
+                if i > start && bytes + b > cap {
+                    self.charge(topic, *partition, msgs[start].offset(), bytes);
+                    sink.messages(topic, *partition, &msgs[start..i]);
+                    (start, bytes) = (i, 0);
+                }
+                bytes += b;
+            }
+            self.charge(topic, *partition, msgs[start].offset(), bytes);
+            sink.messages(topic, *partition, &msgs[start..]);
         }
         drop(groups);
         drop(events);
@@ -603,15 +677,19 @@ impl ConsumerPump {
         self.shared.apply_pauses();
     }
 
-    /// One credit for a batch; the partition is paused when it runs out.
-    fn charge(&self, topic: &str, partition: i32, first_offset: i64) {
+    /// One credit and `bytes` of byte credit for a batch; the partition is paused when
+    /// either runs out.
+    fn charge(&self, topic: &str, partition: i32, first_offset: i64, bytes: usize) {
         let mut flow = self.shared.flow.lock();
         let f = flow.entry((topic.to_string(), partition)).or_default();
         f.inflight += 1;
+        f.inflight_bytes += bytes;
+        f.batch_bytes.push_back(bytes);
         if f.next.is_none() {
             f.next = Some(first_offset);
         }
-        if !f.credit_paused && f.inflight >= self.shared.opts.max_inflight {
+        let out = f.inflight >= self.shared.opts.max_inflight || f.inflight_bytes >= self.shared.opts.max_inflight_bytes;
+        if !f.credit_paused && out {
             f.credit_paused = true;
             self.shared.pauses_due.store(true, Ordering::Release);
         }

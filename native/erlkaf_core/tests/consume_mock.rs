@@ -57,6 +57,10 @@ fn member(mock: &MockCluster, group: &str) -> (Consumer, mpsc::Receiver<Seen>) {
 }
 
 fn member_with(mock: &MockCluster, group: &str, max_inflight: u32) -> (Consumer, mpsc::Receiver<Seen>) {
+    member_opts(mock, group, ConsumerOptions { max_inflight, ..ConsumerOptions::default() })
+}
+
+fn member_opts(mock: &MockCluster, group: &str, opts: ConsumerOptions) -> (Consumer, mpsc::Receiver<Seen>) {
     let props = Properties::new([
         ("bootstrap.servers", mock.bootstrap_servers()),
         ("group.id", group),
@@ -68,7 +72,6 @@ fn member_with(mock: &MockCluster, group: &str, max_inflight: u32) -> (Consumer,
     ]);
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(OnceLock::new());
-    let opts = ConsumerOptions { max_inflight, ..ConsumerOptions::default() };
     let c = Consumer::new("member", &props, &["t".to_string()], opts, Box::new(Stuck { tx, shared: shared.clone() })).unwrap();
     let _ = shared.set(c.shared().clone());
     (c, rx)
@@ -89,12 +92,18 @@ fn wait_for(rx: &mpsc::Receiver<Seen>, what: &str, mut want: impl FnMut(&Seen) -
 
 /// A mock cluster with topic "t" (one partition) holding `n` messages.
 fn mock_with_messages(n: usize) -> MockCluster {
+    mock_with_values(n, 0)
+}
+
+/// A mock cluster with topic "t" (one partition) holding `n` messages of `size` bytes
+/// (at least their number's digits).
+fn mock_with_values(n: usize, size: usize) -> MockCluster {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("t", 1, 1).unwrap();
     mock.set_group_initial_rebalance_delay(0);
     let props = Properties::new([("bootstrap.servers", mock.bootstrap_servers()), ("linger.ms", "1")]);
     let p: Producer<Vec<Vec<u8>>> = Producer::new("p", &props, Box::new(NoReports)).unwrap();
-    let keep: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+    let keep: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i:0size$}").into_bytes()).collect();
     let vals: Vec<&'static [u8]> = keep.iter().map(|v| unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }).collect();
     let msgs: Vec<OutMessage> =
         vals.iter().map(|v| OutMessage { topic: b"t", partition: 0, key: None, value: Some(v), headers: &[], timestamp: 0 }).collect();
@@ -174,5 +183,54 @@ fn paused_partition_assigned_again_is_fetched() {
         _ => false,
     });
     assert_eq!(first, Some(0), "fetched again from the committed offset (none: the start)");
+    a.shutdown();
+}
+
+/// Byte credit: a partition whose handler acknowledges nothing gets at most
+/// `max_inflight_bytes` (and one message) of a fetch that holds far more, in batches of a
+/// share of it each; acknowledging them brings the rest, from where they ended.
+#[test]
+fn byte_credit_bounds_what_a_stuck_partition_holds() {
+    // 3000 messages of ~1 KiB in one fetch; 64 KiB of credit in 4 batches.
+    let mock = mock_with_values(3000, 1000);
+    let opts = ConsumerOptions { max_inflight: 4, max_inflight_bytes: 64 * 1024, ..ConsumerOptions::default() };
+    let (a, rx) = member_opts(&mock, "g3", opts);
+    let per_message = 1001 + 200;
+    let mut batches = Vec::new();
+    wait_for(&rx, "a first batch", |s| {
+        if let Seen::Batch(0, first, next) = s {
+            batches.push((*first, *next));
+        }
+        !batches.is_empty()
+    });
+    // Everything that arrives before the partition is paused.
+    while let Ok(s) = rx.recv_timeout(Duration::from_millis(1500)) {
+        if let Seen::Batch(0, first, next) = s {
+            batches.push((first, next));
+        }
+    }
+    let held: i64 = batches.iter().map(|(f, n)| n - f).sum();
+    assert!(held as usize * per_message <= 64 * 1024 + per_message, "{held} messages held: over the byte credit");
+    assert!(held as usize * per_message >= 32 * 1024, "{held} messages held: credit left unused");
+    for (f, n) in &batches {
+        assert!(((n - f) as usize - 1) * per_message <= 16 * 1024, "a batch of {} messages is over its share", n - f);
+    }
+    for w in batches.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "batches follow each other");
+    }
+    let shared = a.shared().clone();
+    for (_, next) in &batches {
+        shared.ack("t", 0, *next).unwrap();
+    }
+    let end = batches.last().unwrap().1;
+    let mut first = None;
+    wait_for(&rx, "a batch after the acks", |s| match s {
+        Seen::Batch(0, f, _) => {
+            first = Some(*f);
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(first, Some(end), "resumed where the last batch ended");
     a.shutdown();
 }

@@ -224,7 +224,8 @@ impl ConsumerSink for GroupSink {
     }
 }
 
-/// `(Name, Props, Topics, Owner, MaxInflight, RevokeTimeoutMs) -> {ok, Res} | {error, R}`.
+/// `(Name, Props, Topics, Owner, {MaxInflight, MaxInflightBytes}, RevokeTimeoutMs) ->
+/// {ok, Res} | {error, R}`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn consumer_new<'a>(
     env: Env<'a>,
@@ -232,7 +233,7 @@ fn consumer_new<'a>(
     props: Vec<(String, String)>,
     topics: Vec<String>,
     owner: LocalPid,
-    max_inflight: u32,
+    (max_inflight, max_inflight_bytes): (u32, u64),
     revoke_timeout_ms: u64,
 ) -> Term<'a> {
     let routes: Routes = Arc::default();
@@ -241,6 +242,7 @@ fn consumer_new<'a>(
     let sink = Box::new(GroupSink { owner, routes: routes.clone(), seeks: seeks.clone(), core: core.clone(), env: OwnedEnv::new() });
     let opts = ConsumerOptions {
         max_inflight: max_inflight.max(1),
+        max_inflight_bytes: usize::try_from(max_inflight_bytes).unwrap_or(usize::MAX).max(1),
         revoke_timeout: Duration::from_millis(revoke_timeout_ms),
         ..ConsumerOptions::default()
     };
