@@ -369,8 +369,7 @@ consume(Ctx, N, Mode) ->
     {Secs, Health} = measure(fun() ->
         ok = erlkaf:create_consumer_group(bench_group, Group,
                                           [{Topic, [{callback_module, ?MODULE}, {dispatch_mode, Mode}]}],
-                                          [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}
-                                           | [{max_inflight_bytes, list_to_integer(B)} || B <- [os:getenv("XB", "")], B =/= ""]],
+                                          [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
                                           [{auto_offset_reset, earliest}]),
         wait_first(),
         T0 = erlang:monotonic_time(microsecond),
