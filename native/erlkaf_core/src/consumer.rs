@@ -199,7 +199,7 @@ impl Consumer {
             .name(format!("erlkaf-{name}"))
             .spawn(move || {
                 let q = q;
-                let mut pump = ConsumerPump { shared: s2, generation: 0, messages: Vec::new(), room: HashMap::new() };
+                let mut pump = ConsumerPump { shared: s2, generation: 0, messages: Vec::new(), room: Vec::new(), last_room: 0 };
                 while !pump.shared.stop.load(Ordering::Acquire) {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump.round(q.0, &mut *sink)));
                     if r.is_err() {
@@ -556,8 +556,11 @@ struct ConsumerPump {
     /// The round's FETCH events and their messages (taken from the events as they come).
     messages: Vec<(NativeEvent, *const rd::rd_kafka_message_t)>,
     /// Per partition (topic handle, partition) of the round: the byte credit it had left
-    /// at its first message, less what the round took since.
-    room: HashMap<(usize, i32), usize>,
+    /// at its first message, less what the round took since. (Found by a scan from the
+    /// last one used: a fetch's messages come in a row, so a round switches partitions
+    /// rarely; no hashing per message.)
+    room: Vec<((usize, i32), usize)>,
+    last_room: usize,
 }
 
 impl ConsumerPump {
@@ -609,16 +612,24 @@ impl ConsumerPump {
             return false;
         }
         let key = (view.raw().rkt as usize, view.partition());
-        let room = self.room.entry(key).or_insert_with(|| {
-            let topic = String::from_utf8_lossy(view.topic()).into_owned();
-            let flow = self.shared.flow.lock();
-            let opts = &self.shared.opts;
-            match flow.get(&(topic, view.partition())) {
-                Some(f) if f.inflight >= opts.max_inflight => 0,
-                Some(f) => opts.max_inflight_bytes.saturating_sub(f.inflight_bytes),
-                None => opts.max_inflight_bytes,
-            }
-        });
+        if self.room.get(self.last_room).is_none_or(|(k, _)| *k != key) {
+            self.last_room = match self.room.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    let topic = String::from_utf8_lossy(view.topic()).into_owned();
+                    let flow = self.shared.flow.lock();
+                    let opts = &self.shared.opts;
+                    let left = match flow.get(&(topic, view.partition())) {
+                        Some(f) if f.inflight >= opts.max_inflight => 0,
+                        Some(f) => opts.max_inflight_bytes.saturating_sub(f.inflight_bytes),
+                        None => opts.max_inflight_bytes,
+                    };
+                    self.room.push((key, left));
+                    self.room.len() - 1
+                }
+            };
+        }
+        let room = &mut self.room[self.last_room].1;
         *room = room.saturating_sub(message_bytes(&view));
         *room == 0
     }
