@@ -133,6 +133,8 @@ t_heavy_messages_are_produced_on_a_dirty_scheduler(Config) ->
     {error, {{badarg, value}, [Before], [NotIo, <<"after">>]}} =
         erlkaf:produce_batch(C, T, [<<"before">>, NotIo, <<"after">>]),
     _ = erlkaf_test_lib:collect_reports(C, [Before]),
+    %% produce_sync waits for its report across the dirty call too.
+    {ok, _, _} = erlkaf:produce_sync(C, T, undefined, [Half, Half]),
     %% Without MsgRefs: counted across the dirty scheduler's call too.
     {ok, 3} = erlkaf:produce_batch(C, T, [<<"a">>, [Half, Half], <<"b">>], #{refs => false}),
     Sizes = [receive {dr, C, undefined, ok, #erlkaf_msg{value = V}} -> byte_size(V)
