@@ -90,6 +90,19 @@ fn wait_for(rx: &mpsc::Receiver<Seen>, what: &str, mut want: impl FnMut(&Seen) -
     }
 }
 
+/// The first offset of the next batch of partition 0 (30 s at most).
+fn next_batch_start(rx: &mpsc::Receiver<Seen>, what: &str) -> i64 {
+    let mut first = None;
+    wait_for(rx, what, |s| match s {
+        Seen::Batch(0, f, _) => {
+            first = Some(*f);
+            true
+        }
+        _ => false,
+    });
+    first.unwrap()
+}
+
 /// A mock cluster with topic "t" (one partition) holding `n` messages.
 fn mock_with_messages(n: usize) -> MockCluster {
     mock_with_values(n, 0)
@@ -135,15 +148,7 @@ fn application_pause_outlasts_credit() {
     let quiet = rx.recv_timeout(Duration::from_millis(1500));
     assert!(!matches!(quiet, Ok(Seen::Batch(..))), "a batch arrived while the application had the partition paused");
     shared.set_paused("t", 0, false).unwrap();
-    let mut first = None;
-    wait_for(&rx, "a batch after resume", |s| match s {
-        Seen::Batch(0, f, _) => {
-            first = Some(*f);
-            true
-        }
-        _ => false,
-    });
-    assert_eq!(first, Some(batches[1].1), "resumed where the last batch ended");
+    assert_eq!(next_batch_start(&rx, "a batch after resume"), batches[1].1, "resumed where the last batch ended");
     assert!(shared.set_paused("t", 7, true).is_err(), "an unassigned partition is refused");
     a.shutdown();
 }
@@ -223,14 +228,6 @@ fn byte_credit_bounds_what_a_stuck_partition_holds() {
         shared.ack("t", 0, *next).unwrap();
     }
     let end = batches.last().unwrap().1;
-    let mut first = None;
-    wait_for(&rx, "a batch after the acks", |s| match s {
-        Seen::Batch(0, f, _) => {
-            first = Some(*f);
-            true
-        }
-        _ => false,
-    });
-    assert_eq!(first, Some(end), "resumed where the last batch ended");
+    assert_eq!(next_batch_start(&rx, "a batch after the acks"), end, "resumed where the last batch ended");
     a.shutdown();
 }
