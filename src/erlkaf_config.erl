@@ -83,8 +83,9 @@ erlkaf_options() ->
         {max_inflight_bytes, 4194304, <<"integer">>, consumer,
          <<"Unacknowledged bytes per partition (keys, values and ~200 bytes per message) "
            "before the partition is paused (resumed at half); a batch pushed to a partition's "
-           "process holds at most `max_inflight_bytes / max_inflight_batches` of them (or one "
-           "message). Memory held by slow handlers is about this times the partitions.">>},
+           "process holds at most a quarter of them (`max_inflight_bytes / "
+           "min(max_inflight_batches, 4)`, or one message). Memory held by slow handlers is "
+           "about this times the partitions.">>},
         {revoke_timeout_ms, default, <<"integer">>, consumer,
          <<"Longest wait, on revoke, for the partition workers to stop and store their offsets "
            "(default: half of `max_poll_interval_ms`).">>},

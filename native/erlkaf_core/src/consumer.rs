@@ -8,7 +8,7 @@
 //!   partition, and its bytes ([`message_bytes`]) are byte credit; at `max_inflight`
 //!   unacknowledged batches or `max_inflight_bytes` the partition is paused, and it is
 //!   resumed when acks bring both down to half. A batch holds at most
-//!   `max_inflight_bytes / max_inflight` bytes (or one message), so a partition's
+//!   `max_inflight_bytes / min(max_inflight, 4)` bytes (or one message), so a partition's
 //!   unacknowledged messages stay near `max_inflight_bytes` however large a fetch is.
 //! - Only the pump thread pauses and resumes partitions (librdkafka's pause and resume
 //!   wait for its broker thread, and a pause moves the next fetch to the last message the
@@ -63,7 +63,7 @@ pub struct ConsumerOptions {
     /// Messages taken from the queue per round at most.
     pub max_round: usize,
     /// Unacknowledged bytes per partition (see [`message_bytes`]) before it is paused; a
-    /// batch is cut at `max_inflight_bytes / max_inflight` bytes.
+    /// batch is cut at `max_inflight_bytes / min(max_inflight, 4)` bytes.
     pub max_inflight_bytes: usize,
 }
 
@@ -665,7 +665,9 @@ impl ConsumerPump {
         // Batches of at most a share of the partition's byte credit (a fetch response can
         // hold thousands of messages: one batch of them was one credit, 2 MiB of 1 KiB
         // messages per credit).
-        let cap = (self.shared.opts.max_inflight_bytes / self.shared.opts.max_inflight.max(1) as usize).max(1);
+        // (A quarter at most: more batches in flight, e.g. max_inflight 1000 to pause on
+        // bytes alone, would only make them small.)
+        let cap = (self.shared.opts.max_inflight_bytes / self.shared.opts.max_inflight.clamp(1, 4) as usize).max(1);
         for ((topic, partition), msgs) in &groups {
             let mut start = 0;
             let mut bytes = 0;
