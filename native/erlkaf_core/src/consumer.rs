@@ -82,11 +82,9 @@ pub fn message_bytes(m: &MessageView<'_>) -> usize {
 
 #[derive(Default, Debug, Clone)]
 struct Flow {
-    inflight: u32,
-    /// Bytes of the unacknowledged batches ([`message_bytes`]), and each batch's, oldest
-    /// first (a partition's batches are acknowledged in order, one ack each).
-    inflight_bytes: usize,
-    batch_bytes: std::collections::VecDeque<usize>,
+    /// The bytes ([`message_bytes`]) of each unacknowledged batch, oldest first (a
+    /// partition's batches are acknowledged in order, one ack each): the credit used.
+    batches: std::collections::VecDeque<usize>,
     /// Out of credit: too many unacknowledged batches.
     credit_paused: bool,
     /// Paused by the application (`pause/3`, a handler that stopped).
@@ -98,6 +96,19 @@ struct Flow {
 }
 
 impl Flow {
+    /// The byte credit left; 0 when either credit (batches, bytes) is used up.
+    fn room(&self, opts: &ConsumerOptions) -> usize {
+        if self.batches.len() >= opts.max_inflight as usize {
+            return 0;
+        }
+        opts.max_inflight_bytes.saturating_sub(self.batches.iter().sum())
+    }
+
+    /// At most half of both credits used: a partition flow control paused fetches again.
+    fn half_used(&self, opts: &ConsumerOptions) -> bool {
+        self.batches.len() <= (opts.max_inflight / 2) as usize && self.batches.iter().sum::<usize>() <= opts.max_inflight_bytes / 2
+    }
+
     fn wants_pause(&self) -> bool {
         self.credit_paused || self.app_paused
     }
@@ -328,12 +339,9 @@ impl Shared {
                 let mut flow = self.flow.lock();
                 match flow.get_mut(&(topic.to_string(), partition)) {
                     Some(f) => {
-                        f.inflight = f.inflight.saturating_sub(1);
-                        f.inflight_bytes -= f.batch_bytes.pop_front().unwrap_or(0).min(f.inflight_bytes);
+                        f.batches.pop_front();
                         f.next = Some(next_offset);
-                        let resume = f.credit_paused
-                            && f.inflight <= self.opts.max_inflight / 2
-                            && f.inflight_bytes <= self.opts.max_inflight_bytes / 2;
+                        let resume = f.credit_paused && f.half_used(&self.opts);
                         if resume {
                             f.credit_paused = false;
                         }
@@ -522,9 +530,7 @@ impl Shared {
 /// sought): full credit again, and fetching if flow control had paused it (the caller
 /// makes the pump apply it).
 fn reset_credit(f: &mut Flow) {
-    f.inflight = 0;
-    f.inflight_bytes = 0;
-    f.batch_bytes.clear();
+    f.batches.clear();
     f.credit_paused = false;
 }
 
@@ -619,11 +625,7 @@ impl ConsumerPump {
                     let topic = String::from_utf8_lossy(view.topic()).into_owned();
                     let flow = self.shared.flow.lock();
                     let opts = &self.shared.opts;
-                    let left = match flow.get(&(topic, view.partition())) {
-                        Some(f) if f.inflight >= opts.max_inflight => 0,
-                        Some(f) => opts.max_inflight_bytes.saturating_sub(f.inflight_bytes),
-                        None => opts.max_inflight_bytes,
-                    };
+                    let left = flow.get(&(topic, view.partition())).map_or(opts.max_inflight_bytes, |f| f.room(opts));
                     self.room.push((key, left));
                     self.room.len() - 1
                 }
@@ -695,14 +697,11 @@ impl ConsumerPump {
     fn charge(&self, topic: &str, partition: i32, first_offset: i64, bytes: usize) {
         let mut flow = self.shared.flow.lock();
         let f = flow.entry((topic.to_string(), partition)).or_default();
-        f.inflight += 1;
-        f.inflight_bytes += bytes;
-        f.batch_bytes.push_back(bytes);
+        f.batches.push_back(bytes);
         if f.next.is_none() {
             f.next = Some(first_offset);
         }
-        let out = f.inflight >= self.shared.opts.max_inflight || f.inflight_bytes >= self.shared.opts.max_inflight_bytes;
-        if !f.credit_paused && out {
+        if !f.credit_paused && f.room(&self.shared.opts) == 0 {
             f.credit_paused = true;
             self.shared.pauses_due.store(true, Ordering::Release);
         }
