@@ -177,19 +177,25 @@ enum Run {
     Dirty,
 }
 
+impl Run {
+    /// The work budget of a chunk (see `decode::WORK_BUDGET`).
+    fn budget(self) -> usize {
+        match self {
+            Run::Scheduler => decode::WORK_BUDGET,
+            Run::Dirty => usize::MAX,
+        }
+    }
+}
+
 fn produce_call<'a>(env: Env<'a>, args: [Term<'a>; 5], run: Run) -> NifResult<Term<'a>> {
     let [res, topic, messages, reply, want_refs] = args;
     let res = res.decode::<ProducerRef>()?.0;
     let topic = topic.decode_as_binary()?;
     let want_refs: bool = want_refs.decode()?;
     let sync = reply.get_type() == rustler::TermType::Ref;
-    let budget = match run {
-        Run::Scheduler => decode::WORK_BUDGET,
-        Run::Dirty => usize::MAX,
-    };
     if let (false, Ok((head, tail))) = (sync, messages.list_get_cell()) {
         if tail.is_empty_list() {
-            return Ok(single_reply(env, res, topic.as_slice(), head, messages, want_refs, budget)
+            return Ok(single_reply(env, res, topic.as_slice(), head, messages, want_refs, run.budget())
                 .unwrap_or_else(|| on_dirty_scheduler(env, args)));
         }
     }
@@ -340,10 +346,11 @@ fn produce_list<'a>(
     let save_refs = want_refs && (res.keep_refs || sync);
     // Chunk after chunk until the list, MAX_PER_CALL messages or the time slice is used
     // up (see TIME_SLICE). On a dirty scheduler: the first message, without a budget.
-    let (mut size, most, budget) = match run {
-        Run::Scheduler => (CHUNK, MAX_PER_CALL, decode::WORK_BUDGET),
-        Run::Dirty => (1, 1, usize::MAX),
+    let (mut size, most) = match run {
+        Run::Scheduler => (CHUNK, MAX_PER_CALL),
+        Run::Dirty => (1, 1),
     };
+    let budget = run.budget();
     let mut accepted = 0;
     let mut rest = messages;
     let end = loop {
