@@ -8,6 +8,9 @@
 //! delivery-report latency percentiles.
 //! `erlkaf-baseline consume --bootstrap B --topic T --messages N`: reads N messages with a
 //! consumer group from the beginning and prints the throughput.
+//! `erlkaf-baseline idle --bootstrap B --topic T --messages N`: a consumer group on an idle
+//! topic from its end; N messages produced 50 ms apart (linger 0), each one's time from
+//! produce to the consumer's poll; prints the percentiles.
 
 use rdkafka_sys as rd;
 use std::collections::HashMap;
@@ -29,7 +32,7 @@ fn args() -> (String, HashMap<String, String>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: erlkaf-baseline produce|latency|consume --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--payloads K] [--alloc system|mimalloc]");
+    eprintln!("usage: erlkaf-baseline produce|latency|consume|idle --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--payloads K] [--alloc system|mimalloc]");
     std::process::exit(2)
 }
 
@@ -292,13 +295,13 @@ fn latency(m: &HashMap<String, String>) {
     }
 }
 
-fn consume(m: &HashMap<String, String>) {
-    let n: u64 = get(m, "messages", 1_000_000);
-    let group = format!("baseline-{}", std::process::id());
+/// A consumer of the group `baseline-<what>-<pid>` subscribed to the topic, reading from
+/// `reset` (earliest or latest) with erlkaf's consumer settings.
+fn subscribed_consumer(m: &HashMap<String, String>, what: &str, reset: &str) -> Client {
     let props = vec![
         ("bootstrap.servers", m.get("bootstrap").cloned().unwrap_or_else(|| usage())),
-        ("group.id", group),
-        ("auto.offset.reset", "earliest".to_string()),
+        ("group.id", format!("baseline-{what}-{}", std::process::id())),
+        ("auto.offset.reset", reset.to_string()),
         ("enable.auto.offset.store", "false".to_string()),
         ("fetch.wait.max.ms", "10".to_string()),
         // erlkaf's consumer default (librdkafka's 1000 ms stalls a consumer working
@@ -313,6 +316,14 @@ fn consume(m: &HashMap<String, String>) {
         rd::rd_kafka_topic_partition_list_add(tpl, t.as_ptr(), -1);
         rd::rd_kafka_subscribe(rk.0, tpl);
         rd::rd_kafka_topic_partition_list_destroy(tpl);
+    }
+    rk
+}
+
+fn consume(m: &HashMap<String, String>) {
+    let n: u64 = get(m, "messages", 1_000_000);
+    let rk = subscribed_consumer(m, "consume", "earliest");
+    unsafe {
         let mut got = 0u64;
         let mut bytes = 0u64;
         let mut t0: Option<Instant> = None;
@@ -346,6 +357,79 @@ fn consume(m: &HashMap<String, String>) {
     }
 }
 
+/// The idle-partition figure of erlkaf's bench, raw: the consumer's thread polls and
+/// stamps each message (its value is its sequence number) when the poll returns it.
+fn idle(m: &HashMap<String, String>) {
+    let n: usize = get(m, "messages", 20);
+    let rk = Arc::new(subscribed_consumer(m, "idle", "latest"));
+    let base = Instant::now();
+    let got: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (rk2, got2, stop2) = (rk.clone(), got.clone(), stop.clone());
+    let th = std::thread::spawn(move || unsafe {
+        while !stop2.load(Ordering::Acquire) {
+            let msg = rd::rd_kafka_consumer_poll(rk2.0, 100);
+            if msg.is_null() {
+                continue;
+            }
+            let now = base.elapsed().as_micros() as u64;
+            if (*msg).err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                let v = std::slice::from_raw_parts((*msg).payload as *const u8, (*msg).len);
+                if let Some(slot) = std::str::from_utf8(v).ok().and_then(|v| v.parse::<usize>().ok()).and_then(|i| got2.get(i)) {
+                    slot.store(now.max(1), Ordering::Release);
+                }
+                rd::rd_kafka_offset_store((*msg).rkt, (*msg).partition, (*msg).offset);
+            }
+            rd::rd_kafka_message_destroy(msg);
+        }
+    });
+    // Assigned, then a second (erlkaf's bench waits the same): the fetch position is known.
+    let assigned = || unsafe {
+        let mut tpl = std::ptr::null_mut();
+        let ok = rd::rd_kafka_assignment(rk.0, &mut tpl) == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && (*tpl).cnt > 0;
+        if !tpl.is_null() {
+            rd::rd_kafka_topic_partition_list_destroy(tpl);
+        }
+        ok
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !assigned() {
+        assert!(Instant::now() < deadline, "no partition assigned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // (No delivery reports: none are asked for, so none are queued.)
+    let p = client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "0"), 0);
+    let rkt = topic(&p, m);
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        std::thread::sleep(Duration::from_millis(50));
+        let payload = i.to_string().into_bytes();
+        let t0 = base.elapsed().as_micros() as u64;
+        while produce_one(p.0, rkt, &payload, i) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got[i].load(Ordering::Acquire) == 0 {
+            assert!(Instant::now() < deadline, "message {i} not consumed");
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        lat.push(got[i].load(Ordering::Acquire) - t0);
+    }
+    stop.store(true, Ordering::Release);
+    th.join().unwrap();
+    lat.sort_unstable();
+    let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f) as usize];
+    unsafe {
+        rd::rd_kafka_flush(p.0, 5000);
+        rd::rd_kafka_topic_destroy(rkt);
+        rd::rd_kafka_destroy(p.0);
+        rd::rd_kafka_consumer_close(rk.0);
+        rd::rd_kafka_destroy(rk.0);
+    }
+    println!("{{\"mode\":\"idle\",\"messages\":{n},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}", q(0.5), q(0.99), lat[n - 1]);
+}
+
 fn main() {
     let (mode, m) = args();
     // The raw baseline runs on glibc's malloc unless `--alloc mimalloc` (erlkaf's heap).
@@ -359,6 +443,7 @@ fn main() {
         "produce" => produce(&m),
         "latency" => latency(&m),
         "consume" => consume(&m),
+        "idle" => idle(&m),
         _ => usage(),
     }
 }
