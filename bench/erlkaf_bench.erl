@@ -372,7 +372,7 @@ consume(Ctx, N, Mode) ->
     {Secs, Health} = measure(fun() ->
         ok = erlkaf:create_consumer_group(bench_group, Group,
                                           [{Topic, [{callback_module, ?MODULE}, {dispatch_mode, Mode}]}],
-                                          [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
+                                          consumer_config(Ctx, [{fetch_wait_max_ms, 10}]),
                                           [{auto_offset_reset, earliest}]),
         wait_first(),
         T0 = erlang:monotonic_time(microsecond),
@@ -397,7 +397,7 @@ idle_latency(Ctx, N) ->
     P = producer(Ctx, bench_idle_p, [{linger_ms, 0}]),
     Group = iolist_to_binary(["idle-", integer_to_list(erlang:unique_integer([positive]))]),
     ok = erlkaf:create_consumer_group(bench_idle, Group, [{Topic, [{callback_module, erlkaf_bench_idle}]}],
-                                      [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10}],
+                                      consumer_config(Ctx, [{fetch_wait_max_ms, 10}]),
                                       [{auto_offset_reset, latest}]),
     %% Wait until the partition is assigned and its fetch position is known.
     wait_assigned(bench_idle, 100),
@@ -483,9 +483,9 @@ consumer_memory(Ctx, N) ->
     ok = erlkaf:create_consumer_group(bench_slow, Group,
                                       [{Topic, [{callback_module, ?MODULE}, {callback_args, slow},
                                                 {dispatch_mode, {batch, Batch}}]}],
-                                      [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {fetch_wait_max_ms, 10},
+                                      consumer_config(Ctx, [{fetch_wait_max_ms, 10},
                                        {queued_max_messages_kbytes, PrefetchKb}, {fetch_max_bytes, FetchKb * 1024},
-                                       {max_inflight_batches, Inflight}, {max_inflight_bytes, InflightKb * 1024}],
+                                       {max_inflight_batches, Inflight}, {max_inflight_bytes, InflightKb * 1024}]),
                                       [{auto_offset_reset, earliest}]),
     Sampler = spawn_link(fun() -> sample_memory(0, 0) end),
     timer:sleep(8000),
@@ -606,6 +606,11 @@ wait_first() ->
 %% ---------------------------------------------------------------------------------------
 %% Plumbing
 
+%% A consumer group's client settings. A 6 s session (the baseline's too): tansu makes
+%% each join wait half of it (45 s by default), the mock ignores it.
+consumer_config(Ctx, Extra) ->
+    [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {session_timeout_ms, 6000} | Extra].
+
 producer(Ctx, Name, Extra) ->
     ok = erlkaf:create_producer(Name, [{bootstrap_servers, maps:get(bootstrap, Ctx)}, {linger_ms, 5},
                                        {acks, 1}, {queue_buffering_max_messages, 500000} | Extra]
@@ -693,8 +698,12 @@ raw(Ctx, Args) ->
                          " --alloc ", maps:get(alloc, Ctx),
                          [[" --topic ", binary_to_list(?TOPIC)] || not lists:member("--topic", Args)]]),
     Out = os:cmd(Cmd),
-    Line = lists:last(string:split(string:trim(Out), "\n", all)),
-    parse_json(Line).
+    %% Its figures are its one JSON line; librdkafka may log around it (stderr: a broker
+    %% other than the mock warns on close, for one).
+    case [L || L <- string:split(Out, "\n", all), lists:prefix("{\"mode\"", L)] of
+        [] -> error({baseline_failed, Cmd, Out});
+        Lines -> parse_json(lists:last(Lines))
+    end.
 
 str(A) when is_integer(A) -> integer_to_list(A);
 str(A) -> A.
@@ -712,15 +721,38 @@ parse_json(Line) ->
         {Key, Val}
     end || Pair <- string:split(Body, ",", all)]).
 
+%% The topics the scenarios use, with their partition counts: the consumer figures need
+%% 128 partitions for their backlog (the mock keeps ~5 MB per partition), the idle figure one.
+topics() ->
+    [{?TOPIC, ?PARTITIONS}, {<<"bench-idle">>, 1}, {<<"bench-slow">>, 64}]
+    ++ [{<<"bench-consume-", (integer_to_binary(I))/binary>>, 128} || I <- lists:seq(1, 5)].
+
 broker(Args) ->
     case lists:dropwhile(fun(A) -> A =/= "--bootstrap" end, Args) of
         [_, B | _] ->
+            ok = create_topics(list_to_binary(B)),
             {spawn(fun() -> receive stop -> ok end end), list_to_binary(B)};
         _ ->
             {ok, Holder, B} = erlkaf_broker_cli:spawn_os_process(
-                                ["--topic", binary_to_list(?TOPIC), "--topic", "bench-consume-1:128", "--topic", "bench-consume-2:128", "--topic", "bench-consume-3:128", "--topic", "bench-consume-4:128", "--topic", "bench-consume-5:128", "--topic", "bench-idle:1", "--topic", "bench-slow:64",
-                                 "--partitions", integer_to_list(?PARTITIONS)]),
+                lists:append([["--topic", io_lib:format("~s:~p", [T, P])] || {T, P} <- topics()])),
             {Holder, B}
+    end.
+
+%% On another broker: the topics are created, or checked when they exist (a topic with
+%% fewer partitions than a scenario writes to would fail it half-way).
+create_topics(Bootstrap) ->
+    ok = erlkaf:create_producer(bench_admin, [{bootstrap_servers, Bootstrap}]),
+    {ok, Results} = erlkaf:create_topics(bench_admin, [{T, P, -1} || {T, P} <- topics()]),
+    Short = [{T, Has, P} || {T, P} <- topics(),
+                            case lists:keyfind(T, 1, Results) of
+                                {_, ok} -> false;
+                                _ -> true
+                            end,
+                            {ok, Has} <- [erlkaf:get_partitions_count(bench_admin, T)], Has < P],
+    ok = erlkaf:stop_client(bench_admin),
+    case Short of
+        [] -> ok;
+        _ -> error({topics_with_too_few_partitions, [{T, has, Has, needs, P} || {T, Has, P} <- Short]})
     end.
 
 baseline_exe() ->

@@ -307,6 +307,8 @@ fn subscribed_consumer(m: &HashMap<String, String>, what: &str, reset: &str) -> 
         // erlkaf's consumer default (librdkafka's 1000 ms stalls a consumer working
         // through a backlog): the same configuration on both sides.
         ("fetch.queue.backoff.ms", "10".to_string()),
+        // As erlkaf's bench: tansu makes each group join wait half the session timeout.
+        ("session.timeout.ms", "6000".to_string()),
     ];
     let rk = client(rd::rd_kafka_type_t::RD_KAFKA_CONSUMER, &props, 0);
     unsafe {
@@ -327,10 +329,12 @@ fn consume(m: &HashMap<String, String>) {
         let mut got = 0u64;
         let mut bytes = 0u64;
         let mut t0: Option<Instant> = None;
-        // Stops at n messages, or after 5 s without any (the broker may keep fewer).
+        // Stops at n messages, or after 5 s without any (the broker may keep fewer); the
+        // first may take longer (the group's join).
         let mut last = Instant::now();
         let mut t_last = Instant::now();
-        while got < n && last.elapsed() < Duration::from_secs(5) {
+        let quiet = |got: u64| Duration::from_secs(if got == 0 { 30 } else { 5 });
+        while got < n && last.elapsed() < quiet(got) {
             let msg = rd::rd_kafka_consumer_poll(rk.0, 100);
             if msg.is_null() {
                 continue;
