@@ -743,17 +743,12 @@ broker(Args) ->
 create_topics(Bootstrap) ->
     ok = erlkaf:create_producer(bench_admin, [{bootstrap_servers, Bootstrap}]),
     {ok, Results} = erlkaf:create_topics(bench_admin, [{T, P, -1} || {T, P} <- topics()]),
-    Short = [{T, Has, P} || {T, P} <- topics(),
-                            case lists:keyfind(T, 1, Results) of
-                                {_, ok} -> false;
-                                _ -> true
-                            end,
-                            {ok, Has} <- [erlkaf:get_partitions_count(bench_admin, T)], Has < P],
+    Unfit = [{T, Has, needs, P} || {T, P} <- topics(), lists:keyfind(T, 1, Results) =/= {T, ok},
+                                   Has <- [erlkaf:get_partitions_count(bench_admin, T)],
+                                   not (element(1, Has) =:= ok andalso element(2, Has) >= P)],
     ok = erlkaf:stop_client(bench_admin),
-    case Short of
-        [] -> ok;
-        _ -> error({topics_with_too_few_partitions, [{T, has, Has, needs, P} || {T, Has, P} <- Short]})
-    end.
+    Unfit =:= [] orelse error({bench_topics_unfit, Unfit}),
+    ok.
 
 baseline_exe() ->
     Root = root(filename:dirname(code:which(?MODULE))),

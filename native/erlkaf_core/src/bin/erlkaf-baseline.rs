@@ -405,12 +405,13 @@ fn idle(m: &HashMap<String, String>) {
     // (No delivery reports: none are asked for, so none are queued.)
     let p = client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "0"), 0);
     let rkt = topic(&p, m);
+    // (Not copied by librdkafka: they outlive the producer.)
+    let payloads: Vec<Vec<u8>> = (0..n).map(|i| i.to_string().into_bytes()).collect();
     let mut lat = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, payload) in payloads.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(50));
-        let payload = i.to_string().into_bytes();
         let t0 = base.elapsed().as_micros() as u64;
-        while produce_one(p.0, rkt, &payload, i) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        while produce_one(p.0, rkt, payload, i) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             std::thread::sleep(Duration::from_micros(100));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
