@@ -364,7 +364,8 @@ fn consume(m: &HashMap<String, String>) {
 /// The idle-partition figure of erlkaf's bench, raw: the consumer's thread polls and
 /// stamps each message (its value is its sequence number) when the poll returns it.
 fn idle(m: &HashMap<String, String>) {
-    let n: usize = get(m, "messages", 20);
+    // (At least one: the figures are percentiles of what was measured.)
+    let n: usize = get(m, "messages", 20).max(1);
     let rk = Arc::new(subscribed_consumer(m, "idle", "latest"));
     let base = Instant::now();
     let got: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
