@@ -233,19 +233,15 @@ pub fn kept_term(value: Option<ErlNifTerm>, binary: bool) -> ErlNifTerm {
     }
 }
 
-/// The value's bytes in the batch env and what its report finds there, from `kept`:
-/// the env's copy of [`kept_term`]'s term (made with the same arguments). An iolist
-/// value is copied into the env and flattened there; not iodata: `Bad::Value`.
-pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, binary: bool, msg_ref: Option<NonZeroU64>) -> Result<Kept, Bad> {
-    let (bytes, value_in_env) = match (value, binary) {
-        (Some(_), true) => (keep.bytes(kept, true), Some(kept)),
-        (Some(v), false) => (keep.bytes(keep.copy_in(v), false), None),
-        (None, _) => (None, None),
-    };
-    if value.is_some() && bytes.is_none() {
-        return Err(Bad::Value);
+/// The value's bytes in the batch env, from `kept`: the env's copy of [`kept_term`]'s
+/// term (made with the same arguments). An iolist value is copied into the env and
+/// flattened there; not iodata: `Bad::Value`.
+pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, binary: bool) -> Result<Option<&'static [u8]>, Bad> {
+    match (value, binary) {
+        (Some(_), true) => keep.bytes(kept, true).map(Some).ok_or(Bad::Value),
+        (Some(v), false) => keep.bytes(keep.copy_in(v), false).map(Some).ok_or(Bad::Value),
+        (None, _) => Ok(None),
     }
-    Ok(Kept { bytes, saved: Saved { value: value_in_env, msg_ref } })
 }
 
 /// [`kept_term`] and [`kept_in_env`] for one message (`undefined` is not copied).
@@ -253,7 +249,8 @@ pub fn keep_one(keep: &Keep, value: Option<Term>, binary: bool, msg_ref: Option<
     let value = value.map(|v| v.as_c_arg());
     let term = kept_term(value, binary);
     let kept = if term == atoms::undefined().as_c_arg() { term } else { keep.copy_in(term) };
-    kept_in_env(keep, kept, value, binary, msg_ref)
+    let bytes = kept_in_env(keep, kept, value, binary)?;
+    Ok(Kept { bytes, saved: Saved { value: (value.is_some() && binary).then_some(kept), msg_ref } })
 }
 
 /// A MsgRef given in a message (a positive integer that fits 64 bits).

@@ -52,11 +52,21 @@ pub enum Reply {
 /// order the two).
 struct SavedCell(std::cell::UnsafeCell<Saved>);
 
+/// Where a batch's per-message saved terms are.
+enum Store {
+    /// One cell per message, written as each message is produced (open batches).
+    Cells(smallvec::SmallVec<[SavedCell; 2]>),
+    /// A produce call's batch: message `i`'s value is element `i` of a tuple in the env
+    /// (a binary, or `undefined`: see `decode::kept_term`), its MsgRef `refs[i]` (none
+    /// kept when `refs` is empty). Nothing is written per message beyond the tuple the
+    /// call copies into the env anyway.
+    Tuple { elements: *const ErlNifTerm, len: usize, refs: Vec<NonZeroU64> },
+}
+
 /// The batch env and what was saved in it.
 pub struct Keep {
     env: *mut ErlNifEnv,
-    /// One entry per message of the batch, by index (inline for small batches).
-    saved: smallvec::SmallVec<[SavedCell; 2]>,
+    store: Store,
     /// Where the reports go.
     pub reply: Reply,
 }
@@ -74,24 +84,21 @@ impl Keep {
         let pooled = POOL.lock().pop();
         // SAFETY: plain allocation when the pool is empty.
         let env = pooled.map(|e| e.0).unwrap_or_else(|| unsafe { sys::enif_alloc_env() });
-        Keep { env, saved: smallvec::SmallVec::new(), reply: Reply::Owner }
+        Keep { env, store: Store::Cells(smallvec::SmallVec::new()), reply: Reply::Owner }
     }
 
     /// A keep for an open batch of `slots` messages (reports to the owner).
     pub fn with_slots(slots: usize) -> Keep {
         let mut k = Keep::new();
-        k.saved = (0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(Saved::NOTHING))).collect();
+        k.store = Store::Cells((0..slots).map(|_| SavedCell(std::cell::UnsafeCell::new(Saved::NOTHING))).collect());
         k
     }
 
-    /// Room for `n` more messages' saved terms.
-    pub fn reserve(&mut self, n: usize) {
-        self.saved.reserve_exact(n);
-    }
-
-    /// Saves the next message's terms (before the batch is shared).
-    pub fn push_saved(&mut self, s: Saved) {
-        self.saved.push(SavedCell(std::cell::UnsafeCell::new(s)));
+    /// Saves a produce call's messages at once: `tuple` (a tuple of this env) holds each
+    /// message's [`crate::decode::kept_term`], `refs` each one's MsgRef (or is empty).
+    pub fn save_tuple(&mut self, tuple_in_env: ErlNifTerm, refs: Vec<NonZeroU64>) {
+        let elements = self.elements(tuple_in_env);
+        self.store = Store::Tuple { elements: elements.as_ptr(), len: elements.len(), refs };
     }
 
     /// Saves message `i`'s terms in an open batch.
@@ -99,13 +106,25 @@ impl Keep {
     /// # Safety
     /// Only the thread filling slot `i`, before message `i` is handed to librdkafka.
     pub unsafe fn save(&self, i: usize, s: Saved) {
-        *self.saved[i].0.get() = s;
+        if let Store::Cells(cells) = &self.store {
+            *cells[i].0.get() = s;
+        }
     }
 
     /// Message `i`'s saved terms.
     pub fn saved(&self, i: usize) -> Saved {
-        // SAFETY: written before the message was produced (see SavedCell).
-        self.saved.get(i).map_or(Saved::NOTHING, |c| unsafe { *c.0.get() })
+        match &self.store {
+            // SAFETY: written before the message was produced (see SavedCell).
+            Store::Cells(cells) => cells.get(i).map_or(Saved::NOTHING, |c| unsafe { *c.0.get() }),
+            Store::Tuple { elements, len, refs } if i < *len => {
+                // SAFETY: the tuple lives in this env, alive as long as self.
+                let t = unsafe { *elements.add(i) };
+                // SAFETY: live env, a term of it.
+                let binary = unsafe { sys::enif_is_binary(self.env, t) } != 0;
+                Saved { value: binary.then_some(t), msg_ref: refs.get(i).copied() }
+            }
+            Store::Tuple { .. } => Saved::NOTHING,
+        }
     }
 
     /// Copies `term` into the batch env (refcount bump for refc binaries).
@@ -123,13 +142,31 @@ impl Keep {
     /// The bytes of a binary or iolist term that lives in this env. The slice stays valid
     /// until the env is freed. `None` when the term is not iodata.
     pub fn bytes(&self, term_in_env: ErlNifTerm, is_binary: bool) -> Option<&'static [u8]> {
+        self.reader().bytes(term_in_env, is_binary)
+    }
+
+    /// [`Self::bytes`] without a borrow of the keep (for a call that has handed the keep
+    /// to its batch and still reads the terms it copied in).
+    pub fn reader(&self) -> EnvReader {
+        EnvReader(self.env)
+    }
+}
+
+/// Reads terms of a batch env (see [`Keep::reader`]): valid while the batch lives.
+#[derive(Clone, Copy)]
+pub struct EnvReader(*mut ErlNifEnv);
+
+impl EnvReader {
+    /// See [`Keep::bytes`].
+    pub fn bytes(self, term_in_env: ErlNifTerm, is_binary: bool) -> Option<&'static [u8]> {
         let mut bin = MaybeUninit::<ErlNifBinary>::zeroed();
-        // SAFETY: env live, term belongs to it, bin is a valid out pointer.
+        // SAFETY: env live (the caller's batch holds it), term belongs to it, bin is a
+        // valid out pointer.
         let ok = unsafe {
             if is_binary {
-                sys::enif_inspect_binary(self.env, term_in_env, bin.as_mut_ptr())
+                sys::enif_inspect_binary(self.0, term_in_env, bin.as_mut_ptr())
             } else {
-                sys::enif_inspect_iolist_as_binary(self.env, term_in_env, bin.as_mut_ptr())
+                sys::enif_inspect_iolist_as_binary(self.0, term_in_env, bin.as_mut_ptr())
             }
         };
         if ok == 0 {

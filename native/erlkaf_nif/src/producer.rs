@@ -253,20 +253,23 @@ unsafe extern "C" fn produce_dirty(env: *mut ErlNifEnv, argc: std::ffi::c_int, a
 /// reuses the memory of the previous one instead of allocating and growing vectors of
 /// up to CHUNK entries (MAX_PER_CALL MsgRefs). They hold raw terms and pointers into the caller's terms,
 /// valid during one call only: cleared before the call returns.
+///
+/// A message that is a bare binary (the commonest form) leaves nothing here but its
+/// term in `kept` (and its MsgRef): it is read back from the batch env as it is produced.
 #[derive(Default)]
 struct Scratch {
-    /// Per message: everything but its headers.
-    msgs: Vec<Pending>,
+    /// The chunk's other messages, with their index in the chunk, in order.
+    decoded: Vec<(usize, Pending)>,
     /// Headers of all messages, in order (`Pending::headers` indexes here).
     headers: Vec<Header<'static>>,
-    /// Per message: the list cell it heads (what is returned as the rest from there).
-    tails: Vec<ErlNifTerm>,
-    /// Per message: what its report needs from the batch env (the binary value or
-    /// `undefined`); all go into the env in one tuple.
+    /// Per message: what its report needs from the batch env (see `decode::kept_term`);
+    /// all go into the env in one tuple.
     kept: Vec<ErlNifTerm>,
     /// Per message: its MsgRef term (when refs are wanted).
     refs: Vec<ErlNifTerm>,
-    /// Per message: its value's bytes in the batch env.
+    /// Per message: the MsgRef its report carries (when they are kept for reports).
+    saved_refs: Vec<NonZeroU64>,
+    /// Per entry of `decoded`: its value's bytes in the batch env.
     values: Vec<Option<&'static [u8]>>,
 }
 
@@ -279,8 +282,6 @@ struct Pending {
     /// The value (binary or iolist); `None` is a null value.
     value: Option<ErlNifTerm>,
     is_binary: bool,
-    /// The MsgRef kept for the report.
-    kept_ref: Option<NonZeroU64>,
 }
 
 impl Scratch {
@@ -291,10 +292,10 @@ impl Scratch {
 
     /// Everything but the call's MsgRefs.
     fn clear_chunk(&mut self) {
-        self.msgs.clear();
+        self.decoded.clear();
         self.headers.clear();
-        self.tails.clear();
         self.kept.clear();
+        self.saved_refs.clear();
         self.values.clear();
     }
 }
@@ -416,17 +417,16 @@ fn produce_chunk<'a>(
     if sync {
         keep.reply = Reply::Sync(keep.copy_in(reply.as_c_arg()));
     }
-    // Walk the list, remembering each tail.
     let mut rest = messages;
     let mut bad: Option<Bad> = None;
     let mut budget = budget;
-    while s.msgs.len() < size {
+    while s.kept.len() < size {
         let Ok((head, tail)) = rest.list_get_cell() else { break };
-        let start = s.headers.len();
+        let i = s.kept.len();
         // A binary alone (a value with a null key) is the commonest form: no decoding.
-        let (mut m, given_ref) = if head.is_binary() {
-            let m = Pending { partition: -1, key: None, headers: (start, 0), timestamp: 0, value: Some(head.as_c_arg()), is_binary: true, kept_ref: None };
-            (m, None)
+        let given_ref = if head.is_binary() {
+            s.kept.push(head.as_c_arg());
+            None
         } else {
             let d = match decode::message(head, &mut budget) {
                 Ok(d) => d,
@@ -435,76 +435,99 @@ fn produce_chunk<'a>(
                     break;
                 }
             };
+            let start = s.headers.len();
             s.headers.extend(d.headers.iter().map(|(k, v)| (unbound(k.as_slice()), v.as_ref().map(|v| unbound(v.as_slice())))));
-            let m = Pending {
+            let value = d.value.map(|v| v.as_c_arg());
+            s.kept.push(decode::kept_term(value, d.binary));
+            s.decoded.push((i, Pending {
                 partition: d.partition,
                 key: d.key.as_ref().map(|k| unbound(k.as_slice())),
                 headers: (start, s.headers.len() - start),
                 timestamp: d.timestamp,
-                value: d.value.map(|v| v.as_c_arg()),
+                value,
                 is_binary: d.binary,
-                kept_ref: None,
-            };
-            (m, d.msg_ref)
+            }));
+            d.msg_ref
         };
-        let msg_ref = want_refs.then(|| given_ref.unwrap_or_else(new_ref));
-        m.kept_ref = msg_ref.filter(|_| save_refs);
-        s.kept.push(decode::kept_term(m.value, m.is_binary));
-        s.msgs.push(m);
-        s.refs.extend(msg_ref.map(|r| r.get().encode(env).as_c_arg()));
-        s.tails.push(rest.as_c_arg());
+        if want_refs {
+            let r = given_ref.unwrap_or_else(new_ref);
+            s.refs.push(r.get().encode(env).as_c_arg());
+            if save_refs {
+                s.saved_refs.push(r);
+            }
+        }
         rest = tail;
     }
-    if !s.msgs.is_empty() {
+    let mut n = s.kept.len();
+    let mut elements: &[ErlNifTerm] = &[];
+    if n > 0 {
         let all = keep.copy_in(decode::tuple(env, &s.kept));
-        let kept = keep.elements(all);
-        keep.reserve(s.msgs.len());
-        for (i, m) in s.msgs.iter().enumerate() {
-            match decode::kept_in_env(&keep, kept[i], m.value, m.is_binary, m.kept_ref) {
-                Ok(k) => {
-                    s.values.push(k.bytes);
-                    keep.push_saved(k.saved);
-                }
+        elements = keep.elements(all);
+        // An iolist value is flattened in the env now: one that is not iodata after all
+        // is refused like any bad message, with what came before it produced.
+        for (i, m) in &s.decoded {
+            match decode::kept_in_env(&keep, elements[*i], m.value, m.is_binary) {
+                Ok(bytes) => s.values.push(bytes),
                 Err(b) => {
-                    // Not iodata after all (an iolist is checked when it is flattened):
-                    // refused like any bad message, with what came before it produced.
                     bad = Some(b);
-                    // SAFETY: a list cell of the caller's term, alive during the call.
-                    rest = unsafe { Term::new(env, s.tails[i]) };
+                    n = *i;
+                    rest = nth_cell(messages, n);
                     break;
                 }
             }
         }
+        keep.save_tuple(all, std::mem::take(&mut s.saved_refs));
     }
-    let n = s.values.len();
+    let reader = keep.reader();
     // (A message without a timestamp is stamped once per call by the core.)
-    let (msgs, headers, values) = (&s.msgs, &s.headers, &s.values);
+    let (decoded, headers, values) = (&s.decoded, &s.headers, &s.values);
+    let mut next = 0;
     // SAFETY: every value slice points into `keep`'s env, which the batch keeps alive
-    // until the last report.
+    // until the last report; `reader` reads that env while the batch is alive (the
+    // messages not produced yet hold it).
     let outcome = unsafe {
         res.producer.shared().produce_with(keep, n, |i| {
-            let m = &msgs[i];
-            OutMessage {
-                topic,
-                partition: m.partition,
-                key: m.key,
-                value: values[i],
-                headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
-                timestamp: m.timestamp,
+            // (Called once per message, in order.)
+            while decoded.get(next).is_some_and(|(j, _)| *j < i) {
+                next += 1;
+            }
+            match decoded.get(next) {
+                Some((j, m)) if *j == i => OutMessage {
+                    topic,
+                    partition: m.partition,
+                    key: m.key,
+                    value: values[next],
+                    headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
+                    timestamp: m.timestamp,
+                },
+                // A bare binary: the env's copy of it is element i.
+                _ => OutMessage { topic, partition: -1, key: None, value: reader.bytes(elements[i], true), headers: &[], timestamp: 0 },
             }
         })
     };
     let end = match (outcome.error, bad) {
-        // SAFETY: a list cell of the caller's term.
-        (Some(e), _) => ChunkEnd::Refused(e, unsafe { Term::new(env, s.tails[outcome.accepted]) }),
+        (Some(e), _) => ChunkEnd::Refused(e, nth_cell(messages, outcome.accepted)),
         // Over what is left of the chunk's budget: in the next chunk, or alone too heavy.
-        (None, Some(Bad::Heavy)) if s.msgs.is_empty() => ChunkEnd::Heavy(rest),
+        (None, Some(Bad::Heavy)) if n == 0 => ChunkEnd::Heavy(rest),
         (None, Some(Bad::Heavy)) => ChunkEnd::More(rest),
         (None, Some(b)) => ChunkEnd::Bad(b, rest),
         (None, None) if rest.is_empty_list() => ChunkEnd::Done,
         _ => ChunkEnd::More(rest),
     };
     (outcome.accepted, end)
+}
+
+/// The list cell `n` cells after `list` (a chunk's message `n`; the cells were walked
+/// already).
+fn nth_cell(list: Term, n: usize) -> Term {
+    let mut cell = list;
+    for _ in 0..n {
+        match cell.list_get_cell() {
+            Ok((_, tail)) => cell = tail,
+            Err(_) => break,
+        }
+    }
+    cell
 }
 
 /// `producer_produce` for a list of one message, with the same replies; `None` when it
