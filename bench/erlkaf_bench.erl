@@ -217,10 +217,13 @@ alone(Label, N, Rounds, Round) ->
 %% extremes of two noisy samples.
 %% The ratio is to raw librdkafka on erlkaf's heap (mimalloc: raw is faster with it too);
 %% raw on glibc's malloc, what a librdkafka program gets by default, is reported beside.
--define(ROUNDS, 5).
+%% Seven rounds, not five: the median of five moved 0.80-0.93 over eight runs of
+%% produce_batch.
+%% (The gate's run leaves out raw on glibc, which is reported, not gated.)
+-define(ROUNDS, 7).
 best_of(Ctx, N, Size, RawArgs, Erlkaf) ->
     Args = ["produce", "--messages", N, "--size", Size, "--payloads", ?PAYLOADS | RawArgs],
-    Glibc = maps:get(alloc, Ctx) =/= "system",
+    Glibc = maps:get(alloc, Ctx) =/= "system" andalso not maps:get(quick, Ctx),
     Runs = [{Erlkaf(), raw(Ctx, Args), [rate(raw(Ctx#{alloc => "system"}, Args)) || Glibc]}
             || _ <- lists:seq(1, ?ROUNDS)],
     Rounds = [{E, rate(R), G} || {E, R, G} <- Runs],
@@ -784,10 +787,11 @@ checks(R) ->
     Lat = maps:get(latency, R),
     Scaling = maps:get(ratio_16_to_1, maps:get(produce_scaling, R)),
     P99 = (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000,
+    %% Regression floors 0.7 and 0.42: today's figures are 0.80-0.93 and 0.49-0.60.
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
-      produce_batch_100b, {higher, 0.6}},
+      produce_batch_100b, {higher, 0.7}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
-      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.38}},
+      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.42}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
      %% process 20-30% faster this round, 16 processes measure 0.84-1.08, about what raw
      %% librdkafka loses from two threads (raw_2_threads_to_1, same run).
