@@ -896,10 +896,10 @@ markdown(Meta, R, Checks) ->
                       [maps:get(commit, Meta), maps:get(librdkafka, Meta), maps:get(otp, Meta), maps:get(machine, Meta),
                        maps:get(cores, Meta), maps:get(date, Meta), ?PARTITIONS]),
         io_lib:format("Raw librdkafka runs on erlkaf's heap (~s) unless the row says glibc. A producer ratio to raw is "
-                      "the median of 5 alternating rounds' ratios; the msg/s columns are each side's best round. "
+                      "the median of ~p alternating rounds' ratios; the msg/s columns are each side's best round. "
                       "CPU per message counts every thread of the VM against every thread of the raw process "
                       "(the broker's process in neither); its ratio is raw's over erlkaf's.~n~n",
-                      [maps:get(allocator, Meta, "?")]),
+                      [maps:get(allocator, Meta, "?"), ?ROUNDS]),
         "| figure | erlkaf | raw librdkafka | ratio |\n|---|---:|---:|---:|\n",
         io_lib:format("| produce_batch, 100 B, `refs => false` (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
         io_lib:format("| produce_batch, 100 B, a MsgRef per message (msg/s, one round) | ~w | | ~.2f |~n",
