@@ -226,7 +226,7 @@ impl<K: Send + Sync + 'static> Shared<K> {
     }
 
     /// [`Self::produce`] for `n` messages made one at a time by `msg(i)` (no vector of
-    /// them in between).
+    /// them in between), called for `i` in order, once each, until one is refused.
     ///
     /// # Safety
     /// As for [`Self::produce`].

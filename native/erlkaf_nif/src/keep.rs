@@ -106,8 +106,9 @@ impl Keep {
     /// # Safety
     /// Only the thread filling slot `i`, before message `i` is handed to librdkafka.
     pub unsafe fn save(&self, i: usize, s: Saved) {
-        if let Store::Cells(cells) = &self.store {
-            *cells[i].0.get() = s;
+        match &self.store {
+            Store::Cells(cells) => *cells[i].0.get() = s,
+            Store::Tuple { .. } => debug_assert!(false, "save on a produce call's keep"),
         }
     }
 
