@@ -216,7 +216,14 @@ fn byte_credit_bounds_what_a_stuck_partition_holds() {
     }
     let held: i64 = batches.iter().map(|(f, n)| n - f).sum();
     assert!(held as usize * per_message <= 64 * 1024 + per_message, "{held} messages held: over the byte credit");
-    assert!(held as usize * per_message >= 32 * 1024, "{held} messages held: credit left unused");
+    // Paused by whichever credit ran out first: the bytes, or the batches (under load the
+    // pump can meet the fetched messages as librdkafka queues them, one a round: four
+    // batches of one message, measured in 1 run of 5 with two test binaries at once).
+    assert!(
+        held as usize * per_message >= 32 * 1024 || batches.len() == 4,
+        "{held} messages held in {} batches: credit left unused ({batches:?})",
+        batches.len()
+    );
     for (f, n) in &batches {
         assert!(((n - f) as usize - 1) * per_message <= 16 * 1024, "a batch of {} messages is over its share", n - f);
     }
