@@ -269,8 +269,6 @@ struct Scratch {
     refs: Vec<ErlNifTerm>,
     /// Per message: the MsgRef its report carries (when they are kept for reports).
     saved_refs: Vec<NonZeroU64>,
-    /// Per entry of `decoded`: its value's bytes in the batch env.
-    values: Vec<Option<&'static [u8]>>,
 }
 
 struct Pending {
@@ -282,6 +280,8 @@ struct Pending {
     /// The value (binary or iolist); `None` is a null value.
     value: Option<ErlNifTerm>,
     is_binary: bool,
+    /// The value's bytes in the batch env, once it was copied there.
+    bytes: Option<&'static [u8]>,
 }
 
 impl Scratch {
@@ -296,7 +296,6 @@ impl Scratch {
         self.headers.clear();
         self.kept.clear();
         self.saved_refs.clear();
-        self.values.clear();
     }
 }
 
@@ -446,6 +445,7 @@ fn produce_chunk<'a>(
                 timestamp: d.timestamp,
                 value,
                 is_binary: d.binary,
+                bytes: None,
             }));
             d.msg_ref
         };
@@ -465,9 +465,9 @@ fn produce_chunk<'a>(
         elements = keep.elements(all);
         // An iolist value is flattened in the env now: one that is not iodata after all
         // is refused like any bad message, with what came before it produced.
-        for (i, m) in &s.decoded {
+        for (i, m) in &mut s.decoded {
             match decode::kept_in_env(&keep, elements[*i], m.value, m.is_binary) {
-                Ok(bytes) => s.values.push(bytes),
+                Ok(bytes) => m.bytes = bytes,
                 Err(b) => {
                     bad = Some(b);
                     n = *i;
@@ -480,26 +480,26 @@ fn produce_chunk<'a>(
     }
     let reader = keep.reader();
     // (A message without a timestamp is stamped once per call by the core.)
-    let (decoded, headers, values) = (&s.decoded, &s.headers, &s.values);
+    let (decoded, headers) = (&s.decoded, &s.headers);
     let mut next = 0;
     // SAFETY: every value slice points into `keep`'s env, which the batch keeps alive
     // until the last report; `reader` reads that env while the batch is alive (the
     // messages not produced yet hold it).
     let outcome = unsafe {
         res.producer.shared().produce_with(keep, n, |i| {
-            // (Called once per message, in order.)
-            while decoded.get(next).is_some_and(|(j, _)| *j < i) {
-                next += 1;
-            }
+            // (Called once per message, in order: `next` is the next decoded one.)
             match decoded.get(next) {
-                Some((j, m)) if *j == i => OutMessage {
-                    topic,
-                    partition: m.partition,
-                    key: m.key,
-                    value: values[next],
-                    headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
-                    timestamp: m.timestamp,
-                },
+                Some((j, m)) if *j == i => {
+                    next += 1;
+                    OutMessage {
+                        topic,
+                        partition: m.partition,
+                        key: m.key,
+                        value: m.bytes,
+                        headers: &headers[m.headers.0..m.headers.0 + m.headers.1],
+                        timestamp: m.timestamp,
+                    }
+                }
                 // A bare binary: the env's copy of it is element i.
                 _ => OutMessage { topic, partition: -1, key: None, value: reader.bytes(elements[i], true), headers: &[], timestamp: 0 },
             }
