@@ -251,6 +251,13 @@ best_of(Ctx, N, Size, RawArgs, Erlkaf) ->
     CpuRatio = median([RawNs / ENs || {ENs, RawNs} <- Cpu]),
     progress("  CPU per message (ns, erlkaf/raw): ~s; raw's over erlkaf's: ~.3f",
              [lists:join(", ", [io_lib:format("~w/~w", [round(E), round(R)]) || {E, R} <- Cpu]), CpuRatio]),
+    %% Waits of the producing thread (voluntary context switches: on a lock one of
+    %% librdkafka's threads held, on the kernel's memory map lock): what took it off the
+    %% CPU besides the OS's preemption.
+    progress("  waits of the producing thread (erlkaf's produce calls/raw's, its full-queue sleeps left out): ~s",
+             [lists:join(", ", [io_lib:format("~w/~w", [maps:get(produce_waits, H, 0),
+                                                        maps:get(<<"producer_waits">>, R, 0) - maps:get(<<"queue_full_waits">>, R, 0)])
+                                || {{_, H}, R, _} <- Runs])]),
     {Rate, Raw, Health, Sys#{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Ratio, ratio_best_of => Rate / Raw,
                              cpu_ns_per_msg => #{erlkaf => median([E || {E, _} <- Cpu]), raw => median([R || {_, R} <- Cpu])},
                              cpu_ratio => CpuRatio}}.
@@ -652,6 +659,7 @@ measure(F) ->
     F(),
     T1 = erlang:monotonic_time(microsecond),
     #{longest_produce_cpu_us := Cpu, longest_produce_call_us := Wall, produce_calls_over_1ms := Over,
+      produce_calls_waited_over_1ms := WaitedOver, longest_waited_produce_call_us := Waited, produce_call_waits := Waits,
       produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1} = erlkaf_nif:nif_counters(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
@@ -661,6 +669,10 @@ measure(F) ->
     {(T1 - T0) / 1.0e6, #{long_schedules => length(Events),
                           longest_ms => lists:max([0 | [Ms || {Ms, _} <- Events]]),
                           produce_cpu_ms => Cpu / 1000, produce_wall_ms => Wall / 1000, produce_over_1ms => Over,
+                          %% Calls that waited (a voluntary context switch), apart from those
+                          %% the OS preempted.
+                          produce_waited_over_1ms => WaitedOver, produce_waited_wall_ms => Waited / 1000,
+                          produce_waits => Waits,
                           %% The scheduler's CPU per message in produce calls of lists (librdkafka's
                           %% enqueue included): steadier than a rate on a shared machine.
                           produce_ns_per_msg => CpuNs / max(1, Produced),
@@ -820,6 +832,7 @@ nif_calls(R) ->
     #{longest_produce_cpu_ms => WorstCpu, worst => Worst,
       longest_produce_wall_ms => lists:max([0 | [maps:get(produce_wall_ms, H, 0) || {_, H} <- Hs]]),
       produce_calls_over_1ms => lists:sum([maps:get(produce_over_1ms, H, 0) || {_, H} <- Hs]),
+      produce_calls_waited_over_1ms => lists:sum([maps:get(produce_waited_over_1ms, H, 0) || {_, H} <- Hs]),
       long_schedules => lists:sum([maps:get(long_schedules, H) || {_, H} <- Hs]),
       longest_schedule_ms => lists:max([0 | [maps:get(longest_ms, H) || {_, H} <- Hs]])}.
 
@@ -944,10 +957,11 @@ markdown(Meta, R, Checks) ->
         end,
         begin
             Nc = nif_calls(R),
-            io_lib:format("| longest producer_produce NIF call, CPU / wall (ms); calls over 1 ms of wall time | ~.2f / ~.2f; ~w | | |~n"
+            io_lib:format("| longest producer_produce NIF call, CPU / wall (ms); calls over 1 ms of wall time (of them, calls that waited: a lock, a page) | ~.2f / ~.2f; ~w (~w) | | |~n"
                           "| VM long_schedule events (a process scheduled in over 1 ms), all scenarios; longest (ms) | ~w; ~w | | |~n",
                           [float(maps:get(longest_produce_cpu_ms, Nc)), float(maps:get(longest_produce_wall_ms, Nc)),
-                           maps:get(produce_calls_over_1ms, Nc), maps:get(long_schedules, Nc), maps:get(longest_schedule_ms, Nc)])
+                           maps:get(produce_calls_over_1ms, Nc), maps:get(produce_calls_waited_over_1ms, Nc),
+                           maps:get(long_schedules, Nc), maps:get(longest_schedule_ms, Nc)])
         end,
         "\n| gate | value | target | |\n|---|---:|---|---|\n",
         [io_lib:format("| ~s | ~.3f | ~s | ~s |~n", [N, float(V), T, case Ok of true -> "ok"; false -> "**" ++ verdict(C) ++ "**" end])

@@ -18,10 +18,12 @@ use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
 /// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
-/// produce_calls_over_1ms, produce_cpu_ns, produce_messages, fast_producer_decode}`:
+/// produce_calls_over_1ms, produce_calls_waited_over_1ms, longest_waited_produce_call_us,
+/// produce_call_waits, produce_cpu_ns, produce_messages, fast_producer_decode}`:
 /// counters for leak tests, diagnostics and the benchmarks (`longest_produce_call_us` to
 /// `produce_messages`: `producer_produce` calls, i.e. produce of a list, since
-/// `nif_call_times_reset/0`; `fast_producer_decode`: whether the produce NIFs find the
+/// `nif_call_times_reset/0`, which also starts their timing: off until then, it costs a
+/// call ~2 µs of system calls; `fast_producer_decode`: whether the produce NIFs find the
 /// producer without rustler's lookup, see resource.rs).
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
@@ -40,6 +42,9 @@ fn nif_counters(env: Env) -> Term {
         (atoms::longest_produce_call_us().encode(env), longest.longest_wall_us.encode(env)),
         (atoms::longest_produce_cpu_us().encode(env), longest.longest_cpu_us.encode(env)),
         (atoms::produce_calls_over_1ms().encode(env), longest.over_1ms.encode(env)),
+        (atoms::produce_calls_waited_over_1ms().encode(env), longest.waited_over_1ms.encode(env)),
+        (atoms::longest_waited_produce_call_us().encode(env), longest.longest_waited_us.encode(env)),
+        (atoms::produce_call_waits().encode(env), longest.waits.encode(env)),
         (atoms::produce_cpu_ns().encode(env), longest.total_cpu_ns.encode(env)),
         (atoms::produce_messages().encode(env), longest.messages.encode(env)),
         (atoms::fast_producer_decode().encode(env), resource::fast_decode_in_use().encode(env)),
@@ -48,8 +53,8 @@ fn nif_counters(env: Env) -> Term {
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }
 
-/// `() -> ok`: the longest `producer_produce` call figures start over (see
-/// `nif_counters/0`).
+/// `() -> ok`: the `producer_produce` call figures start over, and the calls are timed
+/// from now on (see `nif_counters/0`).
 #[rustler::nif]
 fn nif_call_times_reset() -> rustler::Atom {
     producer::reset_produce_calls();

@@ -15,7 +15,7 @@ use erlkaf_core::producer::{OpenError, OutMessage, Producer};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use smallvec::SmallVec;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Messages handled by one `producer_produce` call at most.
@@ -53,11 +53,17 @@ fn chunk_size(done: usize, spent: Duration) -> usize {
 /// held for, the OS taking the thread away included) and the thread's CPU time (the
 /// call's own work). The benchmarks gate on them. Also the calls' CPU time and messages
 /// in total: the scheduler's cost per message of a batch, less noisy on a shared machine
-/// than a throughput (the benchmarks report it).
+/// than a throughput (the benchmarks report it). Of the calls over 1 ms of wall time,
+/// those in which the thread waited (a voluntary context switch: a lock another thread
+/// held, a page fault that waited for the memory map) apart from those the OS only
+/// preempted. Kept while calls are timed (see [`TIMING`]).
 struct CallFigures {
     wall_us: AtomicU64,
     cpu_us: AtomicU64,
     over_1ms: AtomicU64,
+    waited_over_1ms: AtomicU64,
+    waited_wall_us: AtomicU64,
+    waits: AtomicU64,
     total_cpu_ns: AtomicU64,
     messages: AtomicU64,
 }
@@ -66,18 +72,53 @@ static PRODUCE_CALLS: CallFigures = CallFigures {
     wall_us: AtomicU64::new(0),
     cpu_us: AtomicU64::new(0),
     over_1ms: AtomicU64::new(0),
+    waited_over_1ms: AtomicU64::new(0),
+    waited_wall_us: AtomicU64::new(0),
+    waits: AtomicU64::new(0),
     total_cpu_ns: AtomicU64::new(0),
     messages: AtomicU64::new(0),
 };
 
+/// Whether `producer_produce` calls time themselves: off until `nif_call_times_reset/0`
+/// (a benchmark's or a test's). Timing a call costs two readings of the thread's CPU clock
+/// and two `getrusage` calls (~2 µs here: system calls in a VM), a tenth of a call of
+/// ten messages.
+static TIMING: AtomicBool = AtomicBool::new(false);
+
+/// Where a timed call started: its thread's CPU time and voluntary context switches.
+#[derive(Clone, Copy)]
+struct CallStart {
+    cpu_ns: u64,
+    waits: u64,
+}
+
+impl CallStart {
+    /// `None` while calls are not timed.
+    fn now() -> Option<CallStart> {
+        TIMING.load(Ordering::Relaxed).then(|| CallStart {
+            cpu_ns: erlkaf_core::cputime::thread_ns(),
+            waits: erlkaf_core::cputime::thread_switches().waits,
+        })
+    }
+}
+
 impl CallFigures {
-    fn record(&self, wall_us: u64, cpu_started: u64, messages: usize) {
-        let cpu_ns = erlkaf_core::cputime::thread_ns().saturating_sub(cpu_started);
+    fn record(&self, wall_us: u64, start: CallStart, messages: usize) {
+        let cpu_ns = erlkaf_core::cputime::thread_ns().saturating_sub(start.cpu_ns);
+        let waits = erlkaf_core::cputime::thread_switches().waits.saturating_sub(start.waits);
+        let waited = waits > 0;
+        self.waits.fetch_add(waits, Ordering::Relaxed);
         let cpu = cpu_ns / 1000;
         self.wall_us.fetch_max(wall_us, Ordering::Relaxed);
         self.cpu_us.fetch_max(cpu, Ordering::Relaxed);
+        if waited {
+            self.waited_wall_us.fetch_max(wall_us, Ordering::Relaxed);
+        }
         if wall_us > 1000 {
             self.over_1ms.fetch_add(1, Ordering::Relaxed);
+            if waited {
+                self.waited_over_1ms.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.total_cpu_ns.fetch_add(cpu_ns, Ordering::Relaxed);
         self.messages.fetch_add(messages as u64, Ordering::Relaxed);
@@ -93,6 +134,12 @@ pub struct ProduceCalls {
     pub longest_cpu_us: u64,
     /// Calls over 1 ms of wall time.
     pub over_1ms: u64,
+    /// Of those, calls in which the thread waited (a voluntary context switch).
+    pub waited_over_1ms: u64,
+    /// Longest call in which the thread waited, wall time (µs; 0: none waited).
+    pub longest_waited_us: u64,
+    /// Voluntary context switches in all calls.
+    pub waits: u64,
     /// CPU time of all calls (ns).
     pub total_cpu_ns: u64,
     /// Messages they accepted.
@@ -106,15 +153,20 @@ pub fn produce_calls() -> ProduceCalls {
         longest_wall_us: l.wall_us.load(Ordering::Relaxed),
         longest_cpu_us: l.cpu_us.load(Ordering::Relaxed),
         over_1ms: l.over_1ms.load(Ordering::Relaxed),
+        waited_over_1ms: l.waited_over_1ms.load(Ordering::Relaxed),
+        longest_waited_us: l.waited_wall_us.load(Ordering::Relaxed),
+        waits: l.waits.load(Ordering::Relaxed),
         total_cpu_ns: l.total_cpu_ns.load(Ordering::Relaxed),
         messages: l.messages.load(Ordering::Relaxed),
     }
 }
 
-/// Starts [`produce_calls`] over (a benchmark scenario's own figures).
+/// Starts [`produce_calls`] over (a benchmark scenario's own figures), and the timing of
+/// calls if it was off.
 pub fn reset_produce_calls() {
+    TIMING.store(true, Ordering::Relaxed);
     let l = &PRODUCE_CALLS;
-    for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.total_cpu_ns, &l.messages] {
+    for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.waited_over_1ms, &l.waited_wall_us, &l.waits, &l.total_cpu_ns, &l.messages] {
         a.store(0, Ordering::Relaxed);
     }
 }
@@ -337,7 +389,7 @@ fn produce_list<'a>(
     s: &mut Scratch,
 ) -> NifResult<Option<Term<'a>>> {
     let started = Instant::now();
-    let cpu_started = erlkaf_core::cputime::thread_ns();
+    let call_start = CallStart::now();
     // An improper list within this call's reach is refused before anything is produced.
     if !proper_for(messages, MAX_PER_CALL) {
         return Err(rustler::Error::BadArg);
@@ -364,7 +416,9 @@ fn produce_list<'a>(
     };
     if run == Run::Scheduler {
         let took = started.elapsed().as_micros() as u64;
-        PRODUCE_CALLS.record(took, cpu_started, accepted);
+        if let Some(start) = call_start {
+            PRODUCE_CALLS.record(took, start, accepted);
+        }
         let percent = (took / 10).clamp(1, 100) as i32;
         rustler::schedule::consume_timeslice(env, percent);
     }
