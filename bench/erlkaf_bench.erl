@@ -254,10 +254,12 @@ best_of(Ctx, N, Size, RawArgs, Erlkaf) ->
     %% Waits of the producing thread (voluntary context switches: on a lock one of
     %% librdkafka's threads held, on the kernel's memory map lock): what took it off the
     %% CPU besides the OS's preemption.
-    progress("  waits of the producing thread (erlkaf's produce calls/raw's, its full-queue sleeps left out): ~s",
-             [lists:join(", ", [io_lib:format("~w/~w", [maps:get(produce_waits, H, 0),
-                                                        maps:get(<<"producer_waits">>, R, 0) - maps:get(<<"queue_full_waits">>, R, 0)])
-                                || {{_, H}, R, _} <- Runs])]),
+    %% (Counted for produce calls of lists and raw's rd_kafka_produce_batch loop only.)
+    Waits = [{maps:get(produce_waits, H, 0), maps:get(<<"producer_waits">>, R, 0) - maps:get(<<"queue_full_waits">>, R, 0)}
+             || {{_, H}, R, _} <- Runs],
+    [progress("  waits of the producing thread (erlkaf's produce calls/raw's, its full-queue sleeps left out): ~s",
+              [lists:join(", ", [io_lib:format("~w/~w", [E, Rw]) || {E, Rw} <- Waits])])
+     || lists:any(fun({E, Rw}) -> E + Rw > 0 end, Waits)],
     {Rate, Raw, Health, Sys#{erlkaf_msg_s => Rate, raw_msg_s => Raw, ratio => Ratio, ratio_best_of => Rate / Raw,
                              cpu_ns_per_msg => #{erlkaf => median([E || {E, _} <- Cpu]), raw => median([R || {_, R} <- Cpu])},
                              cpu_ratio => CpuRatio}}.
@@ -799,11 +801,16 @@ checks(R) ->
     Lat = maps:get(latency, R),
     Scaling = maps:get(ratio_16_to_1, maps:get(produce_scaling, R)),
     P99 = (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000,
-    %% Regression floors 0.7 and 0.42: today's figures are 0.80-0.93 and 0.49-0.60.
+    %% Regression floors 0.7 and 0.35. The ratios depend on the host's CPU: on the
+    %% machines of the first rounds of this work produce_batch measured 0.80-0.93 and
+    %% produce/4 with a callback 0.49-0.60; on an AMD EPYC host (2026-12-02) 0.75-0.88 and
+    %% 0.40-0.44, with the same code (old and new builds alternating: the same erlkaf
+    %% rates), raw librdkafka 1.3-1.6x faster per message there and erlkaf 1.1-1.2x. The
+    %% callback's floor was 0.42, which that host's runs straddled.
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
       produce_batch_100b, {higher, 0.7}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
-      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.42}},
+      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.35}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
      %% process 20-30% faster this round, 16 processes measure 0.84-1.08, about what raw
      %% librdkafka loses from two threads (raw_2_threads_to_1, same run).

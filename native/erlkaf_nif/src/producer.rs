@@ -81,8 +81,8 @@ static PRODUCE_CALLS: CallFigures = CallFigures {
 
 /// Whether `producer_produce` calls time themselves: off until `nif_call_times_reset/0`
 /// (a benchmark's or a test's). Timing a call costs two readings of the thread's CPU clock
-/// and two `getrusage` calls (~2 µs here: system calls in a VM), a tenth of a call of
-/// ten messages.
+/// and two `getrusage` calls (~2 µs here: system calls in a VM): a produce_batch of ten
+/// messages took 0.74-0.78 µs a message timed, 0.40-0.54 untimed.
 static TIMING: AtomicBool = AtomicBool::new(false);
 
 /// Where a timed call started: its thread's CPU time and voluntary context switches.
