@@ -608,7 +608,10 @@ fn single_reply<'a>(env: Env<'a>, res: &ProducerRes, topic: &[u8], head: Term<'a
 /// `produce/4..7` in one call with nothing to build or take apart. Any failure (bad
 /// argument, queue full, stopped...) answers `retry`: the caller then takes the general
 /// path, which reports it (and applies the overflow strategy).
-#[rustler::nif]
+///
+/// Registered by hand ([`producer_send_nif`]), not with `#[rustler::nif]`: rustler's
+/// generated wrapper collects a call's arguments into a `Vec` (an allocation and a free
+/// per message on this, the hottest NIF).
 #[allow(clippy::too_many_arguments)]
 fn producer_send<'a>(
     env: Env<'a>,
@@ -630,6 +633,38 @@ fn producer_send<'a>(
         Err(_) => atoms::retry().encode(env),
     }
 }
+
+/// The C entry of `producer_send/7` (see [`producer_send`]): its arguments are read in
+/// place. A bad resource or topic is `badarg`, as rustler's wrapper answers; so is a
+/// panic (nothing was produced by it).
+unsafe extern "C" fn producer_send_nif(env: *mut ErlNifEnv, argc: std::ffi::c_int, argv: *const ErlNifTerm) -> ErlNifTerm {
+    let lifetime = ();
+    // SAFETY: the VM calls this with a live env and argc terms at argv.
+    let env = unsafe { Env::new(&lifetime, env) };
+    if argc != 7 {
+        // SAFETY: live env.
+        return unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) };
+    }
+    // SAFETY: as above.
+    let argv = unsafe { std::slice::from_raw_parts(argv, 7) };
+    // SAFETY: terms of this env.
+    let arg = |i: usize| unsafe { Term::new(env, argv[i]) };
+    let call = || -> NifResult<Term> {
+        Ok(producer_send(env, arg(0).decode()?, arg(1).decode()?, arg(2), arg(3), arg(4), arg(5), arg(6)))
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(Ok(t)) => t.as_c_arg(),
+        // SAFETY: live env.
+        _ => unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) },
+    }
+}
+
+rustler::codegen_runtime::inventory::submit!(rustler::Nif {
+    name: c"producer_send".as_ptr(),
+    arity: 7,
+    flags: 0,
+    raw_func: producer_send_nif,
+});
 
 /// One message reported to the owner: it takes a slot of this thread's open batch
 /// instead of a batch of its own (see erlkaf_core::open). Returns the MsgRef (when asked
