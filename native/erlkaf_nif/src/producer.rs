@@ -283,20 +283,36 @@ fn on_dirty_scheduler<'a>(env: Env<'a>, args: [Term<'a>; 5]) -> Term<'a> {
 
 /// `producer_produce` on a dirty CPU scheduler (see [`on_dirty_scheduler`]).
 unsafe extern "C" fn produce_dirty(env: *mut ErlNifEnv, argc: std::ffi::c_int, argv: *const ErlNifTerm) -> ErlNifTerm {
+    // SAFETY: the VM's call of a NIF.
+    unsafe { raw_nif::<5>(env, argc, argv, |env, args| produce_call(env, args, Run::Dirty)) }
+}
+
+/// The body of a NIF entered without rustler's wrapper: `body` gets the env and the `N`
+/// arguments, read in place. Another arity, an error or a panic is `badarg` (as rustler's
+/// wrapper answers a bad argument; nothing was produced by a panic).
+///
+/// # Safety
+/// `env`, `argc` and `argv` as the VM passes them to a NIF.
+unsafe fn raw_nif<const N: usize>(
+    env: *mut ErlNifEnv,
+    argc: std::ffi::c_int,
+    argv: *const ErlNifTerm,
+    body: impl for<'a> FnOnce(Env<'a>, [Term<'a>; N]) -> NifResult<Term<'a>>,
+) -> ErlNifTerm {
     let lifetime = ();
-    // SAFETY: the VM calls this with a live env and argc terms at argv.
+    // SAFETY: a live env (the caller's contract).
     let env = unsafe { Env::new(&lifetime, env) };
-    if argc != 5 {
+    if argc as usize != N {
         // SAFETY: live env.
         return unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) };
     }
-    // SAFETY: as above.
-    let argv = unsafe { std::slice::from_raw_parts(argv, 5) };
+    // SAFETY: argc terms at argv (the caller's contract).
+    let argv = unsafe { std::slice::from_raw_parts(argv, N) };
     // SAFETY: terms of this env.
-    let args = [0, 1, 2, 3, 4].map(|i| unsafe { Term::new(env, argv[i]) });
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_call(env, args, Run::Dirty))) {
+    let args: [Term; N] = std::array::from_fn(|i| unsafe { Term::new(env, argv[i]) });
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(env, args))) {
         Ok(Ok(t)) => t.as_c_arg(),
-        // SAFETY: live env. (A panic is reported as badarg: nothing was produced by it.)
+        // SAFETY: live env.
         _ => unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) },
     }
 }
@@ -634,28 +650,14 @@ fn producer_send<'a>(
     }
 }
 
-/// The C entry of `producer_send/7` (see [`producer_send`]): its arguments are read in
-/// place. A bad resource or topic is `badarg`, as rustler's wrapper answers; so is a
-/// panic (nothing was produced by it).
+/// The C entry of `producer_send/7` (see [`producer_send`]): a bad resource or topic is
+/// `badarg`, as rustler's wrapper answers.
 unsafe extern "C" fn producer_send_nif(env: *mut ErlNifEnv, argc: std::ffi::c_int, argv: *const ErlNifTerm) -> ErlNifTerm {
-    let lifetime = ();
-    // SAFETY: the VM calls this with a live env and argc terms at argv.
-    let env = unsafe { Env::new(&lifetime, env) };
-    if argc != 7 {
-        // SAFETY: live env.
-        return unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) };
-    }
-    // SAFETY: as above.
-    let argv = unsafe { std::slice::from_raw_parts(argv, 7) };
-    // SAFETY: terms of this env.
-    let arg = |i: usize| unsafe { Term::new(env, argv[i]) };
-    let call = || -> NifResult<Term> {
-        Ok(producer_send(env, arg(0).decode()?, arg(1).decode()?, arg(2), arg(3), arg(4), arg(5), arg(6)))
-    };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(Ok(t)) => t.as_c_arg(),
-        // SAFETY: live env.
-        _ => unsafe { rustler::sys::enif_make_badarg(env.as_c_arg()) },
+    // SAFETY: the VM's call of a NIF.
+    unsafe {
+        raw_nif::<7>(env, argc, argv, |env, [res, topic, partition, key, value, headers, timestamp]| {
+            Ok(producer_send(env, res.decode()?, topic.decode()?, partition, key, value, headers, timestamp))
+        })
     }
 }
 
