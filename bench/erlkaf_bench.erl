@@ -801,14 +801,15 @@ checks(R) ->
     Lat = maps:get(latency, R),
     Scaling = maps:get(ratio_16_to_1, maps:get(produce_scaling, R)),
     P99 = (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000,
-    %% Regression floors 0.7 and 0.35. The ratios depend on the host's CPU: on the
+    %% Regression floors 0.65 and 0.35. The ratios depend on the host's CPU: on the
     %% machines of the first rounds of this work produce_batch measured 0.80-0.93 and
     %% produce/4 with a callback 0.49-0.60; on an AMD EPYC host (2026-12-02) 0.75-0.88 and
     %% 0.40-0.44, with the same code (old and new builds alternating: the same erlkaf
     %% rates), raw librdkafka 1.3-1.6x faster per message there and erlkaf 1.1-1.2x. The
-    %% callback's floor was 0.42, which that host's runs straddled.
+    %% callback's floor was 0.42, which that host's runs straddled; produce_batch's was
+    %% 0.7, and a full run there measured 0.674 once (0.793 measured again).
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
-      produce_batch_100b, {higher, 0.7}},
+      produce_batch_100b, {higher, 0.65}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
       ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.35}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
