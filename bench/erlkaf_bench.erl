@@ -29,7 +29,8 @@ scenario(Name, Args, BenchArgs) ->
         {idle_latency, [N]} -> idle_latency(Ctx, N);
         {consumer_memory, [N]} -> consumer_memory(Ctx, N);
         {consume, [N]} -> consume(Ctx, N);
-        {consume, [N, Mode]} -> consume(Ctx, N, Mode)
+        {consume, [N, Mode]} -> consume(Ctx, N, Mode);
+        {produce_sizes, Sizes} -> produce_sizes(Ctx, Sizes)
     end,
     Holder ! stop,
     R.
@@ -536,9 +537,10 @@ rss_kb() ->
 
 produce_sizes(Ctx, Sizes) ->
     Rows = [begin
-        Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size, "--batch", 100]),
+        Raw = raw(Ctx, ["produce", "--messages", N, "--size", Size, "--batch", 100, "--payloads", 100]),
         C = producer(Ctx, bench_size, [{delivery_report_only_error, true}]),
-        Msgs = lists:duplicate(100, binary:copy(<<"x">>, Size)),
+        %% Each message its own binary, as in the other scenarios (see payloads/2).
+        Msgs = payloads(100, Size),
         {Secs, _} = measure(fun() ->
             _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs) || _ <- lists:seq(1, N div 100)],
             ok = erlkaf:flush(C, 300000)
