@@ -663,7 +663,7 @@ measure(F) ->
     F(),
     T1 = erlang:monotonic_time(microsecond),
     #{longest_produce_cpu_us := Cpu, longest_produce_call_us := Wall, produce_calls_over_1ms := Over,
-      produce_calls_waited_over_1ms := WaitedOver, longest_waited_produce_call_us := Waited, produce_call_waits := Waits,
+      produce_calls_waited_over_1ms := WaitedOver, produce_call_waits := Waits,
       produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1} = erlkaf_nif:nif_counters(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
@@ -675,8 +675,7 @@ measure(F) ->
                           produce_cpu_ms => Cpu / 1000, produce_wall_ms => Wall / 1000, produce_over_1ms => Over,
                           %% Calls that waited (a voluntary context switch), apart from those
                           %% the OS preempted.
-                          produce_waited_over_1ms => WaitedOver, produce_waited_wall_ms => Waited / 1000,
-                          produce_waits => Waits,
+                          produce_waited_over_1ms => WaitedOver, produce_waits => Waits,
                           %% The scheduler's CPU per message in produce calls of lists (librdkafka's
                           %% enqueue included): steadier than a rate on a shared machine.
                           produce_ns_per_msg => CpuNs / max(1, Produced),

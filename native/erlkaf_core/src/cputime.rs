@@ -13,25 +13,17 @@ pub fn thread_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-/// Context switches of the calling thread so far (one `getrusage` call, ~0.3 µs; its
-/// CPU times are not used: they advance only at the scheduler's ticks while the thread
-/// runs, [`thread_ns`] is exact).
-#[derive(Clone, Copy, Debug)]
-pub struct ThreadSwitches {
-    /// Voluntary: the thread waited (a lock held by another thread, a page the kernel
-    /// had to wait for, a sleep).
-    pub waits: u64,
-    /// Involuntary: the OS gave its CPU to another thread.
-    pub preemptions: u64,
-}
-
-/// See [`ThreadSwitches`].
-pub fn thread_switches() -> ThreadSwitches {
+/// Voluntary context switches of the calling thread so far: the times it waited (a lock
+/// held by another thread, a page the kernel had to wait for, a sleep), apart from the
+/// OS giving its CPU to another thread. One `getrusage` call (~0.3 µs); its CPU times are
+/// not used: they advance only at the scheduler's ticks while the thread runs,
+/// [`thread_ns`] is exact.
+pub fn thread_waits() -> u64 {
     // SAFETY: all-zero is a valid rusage; valid out pointer.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_THREAD exists on Linux 2.6.26 and later.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    ThreadSwitches { waits: ru.ru_nvcsw as u64, preemptions: ru.ru_nivcsw as u64 }
+    ru.ru_nvcsw as u64
 }
 
 /// CPU time of the whole process, every thread (librdkafka's included), in ns.
@@ -55,9 +47,9 @@ mod tests {
 
     #[test]
     fn a_sleep_is_a_wait() {
-        let s0 = super::thread_switches();
+        let w0 = super::thread_waits();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let s1 = super::thread_switches();
-        assert!(s1.waits > s0.waits, "{s0:?} -> {s1:?}");
+        let w1 = super::thread_waits();
+        assert!(w1 > w0, "{w0} -> {w1}");
     }
 }

@@ -53,7 +53,6 @@ rustler::atoms! {
     longest_produce_cpu_us,
     produce_calls_over_1ms,
     produce_calls_waited_over_1ms,
-    longest_waited_produce_call_us,
     produce_call_waits,
     mimalloc,
     system,

@@ -18,8 +18,8 @@ use rustler::{Encoder, Env, Term};
 
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
 /// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
-/// produce_calls_over_1ms, produce_calls_waited_over_1ms, longest_waited_produce_call_us,
-/// produce_call_waits, produce_cpu_ns, produce_messages, fast_producer_decode}`:
+/// produce_calls_over_1ms, produce_calls_waited_over_1ms, produce_call_waits,
+/// produce_cpu_ns, produce_messages, fast_producer_decode}`:
 /// counters for leak tests, diagnostics and the benchmarks (`longest_produce_call_us` to
 /// `produce_messages`: `producer_produce` calls, i.e. produce of a list, since
 /// `nif_call_times_reset/0`, which also starts their timing: off until then, it costs a
@@ -43,7 +43,6 @@ fn nif_counters(env: Env) -> Term {
         (atoms::longest_produce_cpu_us().encode(env), longest.longest_cpu_us.encode(env)),
         (atoms::produce_calls_over_1ms().encode(env), longest.over_1ms.encode(env)),
         (atoms::produce_calls_waited_over_1ms().encode(env), longest.waited_over_1ms.encode(env)),
-        (atoms::longest_waited_produce_call_us().encode(env), longest.longest_waited_us.encode(env)),
         (atoms::produce_call_waits().encode(env), longest.waits.encode(env)),
         (atoms::produce_cpu_ns().encode(env), longest.total_cpu_ns.encode(env)),
         (atoms::produce_messages().encode(env), longest.messages.encode(env)),

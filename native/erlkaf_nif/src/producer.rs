@@ -62,7 +62,6 @@ struct CallFigures {
     cpu_us: AtomicU64,
     over_1ms: AtomicU64,
     waited_over_1ms: AtomicU64,
-    waited_wall_us: AtomicU64,
     waits: AtomicU64,
     total_cpu_ns: AtomicU64,
     messages: AtomicU64,
@@ -73,7 +72,6 @@ static PRODUCE_CALLS: CallFigures = CallFigures {
     cpu_us: AtomicU64::new(0),
     over_1ms: AtomicU64::new(0),
     waited_over_1ms: AtomicU64::new(0),
-    waited_wall_us: AtomicU64::new(0),
     waits: AtomicU64::new(0),
     total_cpu_ns: AtomicU64::new(0),
     messages: AtomicU64::new(0),
@@ -97,7 +95,7 @@ impl CallStart {
     fn now() -> Option<CallStart> {
         TIMING.load(Ordering::Relaxed).then(|| CallStart {
             cpu_ns: erlkaf_core::cputime::thread_ns(),
-            waits: erlkaf_core::cputime::thread_switches().waits,
+            waits: erlkaf_core::cputime::thread_waits(),
         })
     }
 }
@@ -105,18 +103,14 @@ impl CallStart {
 impl CallFigures {
     fn record(&self, wall_us: u64, start: CallStart, messages: usize) {
         let cpu_ns = erlkaf_core::cputime::thread_ns().saturating_sub(start.cpu_ns);
-        let waits = erlkaf_core::cputime::thread_switches().waits.saturating_sub(start.waits);
-        let waited = waits > 0;
+        let waits = erlkaf_core::cputime::thread_waits().saturating_sub(start.waits);
         self.waits.fetch_add(waits, Ordering::Relaxed);
         let cpu = cpu_ns / 1000;
         self.wall_us.fetch_max(wall_us, Ordering::Relaxed);
         self.cpu_us.fetch_max(cpu, Ordering::Relaxed);
-        if waited {
-            self.waited_wall_us.fetch_max(wall_us, Ordering::Relaxed);
-        }
         if wall_us > 1000 {
             self.over_1ms.fetch_add(1, Ordering::Relaxed);
-            if waited {
+            if waits > 0 {
                 self.waited_over_1ms.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -136,8 +130,6 @@ pub struct ProduceCalls {
     pub over_1ms: u64,
     /// Of those, calls in which the thread waited (a voluntary context switch).
     pub waited_over_1ms: u64,
-    /// Longest call in which the thread waited, wall time (µs; 0: none waited).
-    pub longest_waited_us: u64,
     /// Voluntary context switches in all calls.
     pub waits: u64,
     /// CPU time of all calls (ns).
@@ -154,7 +146,6 @@ pub fn produce_calls() -> ProduceCalls {
         longest_cpu_us: l.cpu_us.load(Ordering::Relaxed),
         over_1ms: l.over_1ms.load(Ordering::Relaxed),
         waited_over_1ms: l.waited_over_1ms.load(Ordering::Relaxed),
-        longest_waited_us: l.waited_wall_us.load(Ordering::Relaxed),
         waits: l.waits.load(Ordering::Relaxed),
         total_cpu_ns: l.total_cpu_ns.load(Ordering::Relaxed),
         messages: l.messages.load(Ordering::Relaxed),
@@ -166,7 +157,7 @@ pub fn produce_calls() -> ProduceCalls {
 pub fn reset_produce_calls() {
     TIMING.store(true, Ordering::Relaxed);
     let l = &PRODUCE_CALLS;
-    for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.waited_over_1ms, &l.waited_wall_us, &l.waits, &l.total_cpu_ns, &l.messages] {
+    for a in [&l.wall_us, &l.cpu_us, &l.over_1ms, &l.waited_over_1ms, &l.waits, &l.total_cpu_ns, &l.messages] {
         a.store(0, Ordering::Relaxed);
     }
 }
@@ -405,7 +396,8 @@ fn produce_list<'a>(
     s: &mut Scratch,
 ) -> NifResult<Option<Term<'a>>> {
     let started = Instant::now();
-    let call_start = CallStart::now();
+    // (Only calls on a scheduler are recorded.)
+    let call_start = if run == Run::Scheduler { CallStart::now() } else { None };
     // An improper list within this call's reach is refused before anything is produced.
     if !proper_for(messages, MAX_PER_CALL) {
         return Err(rustler::Error::BadArg);

@@ -158,7 +158,7 @@ fn produce(m: &HashMap<String, String>) {
     let t0 = Instant::now();
     // The producing thread's waits (voluntary context switches: a lock librdkafka's other
     // threads held, a full queue's sleep), as erlkaf's bench counts its produce calls'.
-    let waits0 = erlkaf_core::cputime::thread_switches().waits;
+    let waits0 = erlkaf_core::cputime::thread_waits();
     let mut i = 0;
     // --batch N: rd_kafka_produce_batch, N messages a call (to compare with produceva per
     // message; on the mock both reach the same rate within noise).
@@ -189,7 +189,7 @@ fn produce(m: &HashMap<String, String>) {
             }
         }
     }
-    let waits = erlkaf_core::cputime::thread_switches().waits - waits0;
+    let waits = erlkaf_core::cputime::thread_waits() - waits0;
     // --threads T: T threads produce n/T messages each (what two schedulers producing at
     // once cost librdkafka, against one thread).
     let threads: u64 = get(m, "threads", 1).max(1);
