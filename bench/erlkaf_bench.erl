@@ -177,15 +177,16 @@ produce_callback(Ctx, N, Size) ->
     [{produce_callback_100b, Figures#{health => Health}}].
 
 %% erlkaf's side of produce_callback or produce_batch alone, Rounds times (for a
-%% profiler: no raw run between rounds). Returns each round's rate.
+%% profiler, or scripts/bench-ab.sh: no raw run between rounds). Returns each round's
+%% rate and CPU per message.
 produce_callback_only(Ctx, N, Size, Rounds) ->
     V = list_to_tuple(payloads(?PAYLOADS, Size)),
     alone("produce/4 + delivery_report/3", N, Rounds, fun() ->
         reports_reset(N),
         C = producer(Ctx, bench_cb, [{delivery_report_callback, ?MODULE}]),
-        {Secs, _} = measure(fun() -> produce_loop(C, V, N), wait_reports() end),
+        R = measure(fun() -> produce_loop(C, V, N), wait_reports() end),
         ok = erlkaf:stop_client(C),
-        Secs
+        R
     end).
 
 produce_batch_only(Ctx, N, Size, Rounds) ->
@@ -193,19 +194,22 @@ produce_batch_only(Ctx, N, Size, Rounds) ->
     Options = case os:getenv("ERLKAF_BENCH_REFS") of false -> #{refs => false}; _ -> #{} end,
     alone("produce_batch", N, Rounds, fun() ->
         C = producer(Ctx, bench_batch, [{delivery_report_only_error, true}]),
-        {Secs, _} = measure(fun() ->
+        R = measure(fun() ->
             _ = [{ok, _} = erlkaf:produce_batch(C, ?TOPIC, Msgs, Options) || _ <- lists:seq(1, N div 1000)],
             ok = erlkaf:flush(C, 300000)
         end),
         ok = erlkaf:stop_client(C),
-        Secs
+        R
     end).
 
+%% Each round's rate and the VM's CPU per message (every thread: steadier than the rate
+%% when the machine gives the VM less CPU, not when it runs it slower). scripts/bench-ab.sh
+%% reads the progress lines.
 alone(Label, N, Rounds, Round) ->
     [begin
-         Secs = Round(),
-         progress("~s: ~w msg/s", [Label, round(N / Secs)]),
-         round(N / Secs)
+         {Secs, #{vm_cpu_ns := Cpu}} = Round(),
+         progress("~s: ~w msg/s, ~w ns of CPU per message", [Label, round(N / Secs), round(Cpu / N)]),
+         #{msg_s => round(N / Secs), cpu_ns_per_msg => round(Cpu / N)}
      end || _ <- lists:seq(1, Rounds)].
 
 %% Throughput ratios: erlkaf and the raw producer take turns, ?ROUNDS times each. The
