@@ -13,8 +13,8 @@
 #       'produce_batch_only, [2000000, 100, 1]' (the default) or
 #       'produce_callback_only, [1000000, 100, 1]'.
 #
-# Why: on the 2-vCPU machines here a compute loop alone runs 10-20% faster or slower
-# from one second to the next, and now and then a whole run is 30% slower; two builds
+# Why: on the 2-vCPU machines here a compute loop alone took 145-184 ms in 12 runs one
+# after the other, and now and then a whole run is 30% slower; two builds
 # measured once each tell nothing below that. Even in turns the noise stays large: a
 # build against itself, 8 pairs of produce_batch_only, measured 1.06 and 1.20 (B over A,
 # median of the pairs' ratios) one after the other, and 1.03 in 24 pairs (quartiles
