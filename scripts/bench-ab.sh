@@ -68,8 +68,8 @@ run() {
             local v=$a rate cpu
             [ "$role" = B ] && v=$b
             # (A run's first round: a scenario of more rounds would pair rounds, not runs.)
-            read -r rate cpu < <(one "$v" "$scenario")
-            [ -n "${cpu:-}" ] || { echo "bench-ab: the run of $v failed" >&2; exit 1; }
+            read -r rate cpu < <(one "$v" "$scenario" | grep -E '^[0-9]+ [0-9]+$') || true
+            [ -n "${cpu:-}" ] || { echo "bench-ab: the run of $v failed (its VM's output is left out: run the scenario by hand)" >&2; exit 1; }
             printf '%s %-12s pair %2d: %9d msg/s %6d ns of CPU per message\n' "$role" "$v" "$i" "$rate" "$cpu"
             echo "$i $role $rate $cpu" >> "$out"
         done
