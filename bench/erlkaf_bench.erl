@@ -203,8 +203,8 @@ produce_batch_only(Ctx, N, Size, Rounds) ->
     end).
 
 %% Each round's rate and the VM's CPU per message (every thread: steadier than the rate
-%% when the machine gives the VM less CPU, not when it runs it slower). scripts/bench-ab.sh
-%% reads the progress lines.
+%% when the machine gives the VM less CPU, not when it runs it slower), as maps: what
+%% scripts/bench-ab.sh prints from scenario/3's result.
 alone(Label, N, Rounds, Round) ->
     [begin
          {Secs, #{vm_cpu_ns := Cpu}} = Round(),
@@ -806,17 +806,19 @@ checks(R) ->
     Lat = maps:get(latency, R),
     Scaling = maps:get(ratio_16_to_1, maps:get(produce_scaling, R)),
     P99 = (maps:get(erlkaf_p99_us, Lat) - maps:get(raw_p99_us, Lat)) / 1000,
-    %% Regression floors 0.65 and 0.35. The ratios depend on the host's CPU: on the
+    %% Regression floors 0.65 and 0.30. The ratios depend on the host's CPU: on the
     %% machines of the first rounds of this work produce_batch measured 0.80-0.93 and
     %% produce/4 with a callback 0.49-0.60; on an AMD EPYC host (2026-12-02) 0.75-0.88 and
     %% 0.40-0.44, with the same code (old and new builds alternating: the same erlkaf
     %% rates), raw librdkafka 1.3-1.6x faster per message there and erlkaf 1.1-1.2x. The
-    %% callback's floor was 0.42, which that host's runs straddled; produce_batch's was
+    %% callback's floor was 0.42, which that host's runs straddled, then 0.35, which a CI
+    %% run there passed at 0.369 with the produce code unchanged (erlkaf's CPU per message
+    %% 1358-1685 ns against 1000-1370 in a gate run earlier that day); produce_batch's was
     %% 0.7, and a full run there measured 0.674 once (0.793 measured again).
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
       produce_batch_100b, {higher, 0.65}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
-      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.35}},
+      ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.30}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
      %% process 20-30% faster this round, 16 processes measure 0.84-1.08, about what raw
      %% librdkafka loses from two threads (raw_2_threads_to_1, same run).
