@@ -208,8 +208,9 @@ produce_batch_only(Ctx, N, Size, Rounds) ->
 alone(Label, N, Rounds, Round) ->
     [begin
          {Secs, #{vm_cpu_ns := Cpu}} = Round(),
-         progress("~s: ~w msg/s, ~w ns of CPU per message", [Label, round(N / Secs), round(Cpu / N)]),
-         #{msg_s => round(N / Secs), cpu_ns_per_msg => round(Cpu / N)}
+         Figures = #{msg_s => round(N / Secs), cpu_ns_per_msg => round(Cpu / N)},
+         progress("~s: ~w msg/s, ~w ns of CPU per message", [Label, maps:get(msg_s, Figures), maps:get(cpu_ns_per_msg, Figures)]),
+         Figures
      end || _ <- lists:seq(1, Rounds)].
 
 %% Throughput ratios: erlkaf and the raw producer take turns, ?ROUNDS times each. The

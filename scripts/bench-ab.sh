@@ -58,8 +58,9 @@ one() {
 run() {
     local a=$1 b=$2 pairs=${3:-6} scenario=${4:-"produce_batch_only, [2000000, 100, 1]"}
     [ -d "$root/_build/default/lib/erlkaf/bench" ] || { echo "bench-ab: the bench is not compiled (rebar3 compile)" >&2; exit 1; }
-    local out
+    # (Global, for the trap, which also runs when a failed run ends the script early.)
     out=$(mktemp)
+    trap 'rm -f "$out"' EXIT
     echo "bench-ab: $scenario, $a against $b, $pairs pairs"
     for i in $(seq 1 "$pairs"); do
         local order=(A B)
@@ -96,7 +97,6 @@ run() {
             mr = median(r, n); mc = median(c, n)
             printf "B over A, median of %d pairs: msg/s %.3f (quartiles %s; above 1: B faster), CPU per message %.3f (quartiles %s; below 1: B cheaper)\n", n, mr, quartiles(r, n), mc, quartiles(c, n)
         }' "$out"
-    rm -f "$out"
 }
 
 case "${1:-}" in
