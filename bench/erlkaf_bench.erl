@@ -158,7 +158,19 @@ produce_batch(Ctx, N, Size) ->
     progress("produce_batch ~pB: erlkaf ~w msg/s, raw ~w msg/s (~w ns of scheduler CPU per message in produce calls); "
              "with a MsgRef per message ~w msg/s (one round)",
              [Size, round(Rate), round(Raw), round(maps:get(produce_ns_per_msg, Health)), round(N / RefsSecs)]),
-    [{produce_batch_100b, Figures#{health => Health, erlkaf_with_refs_msg_s => N / RefsSecs}}].
+    %% For reference (not in the gate's run): raw with librdkafka's own partitioner, a sticky
+    %% decision per message where erlkaf and the baseline take one per run (see
+    %% erlkaf_core's partitioner module). Best of three.
+    Own = case maps:get(quick, Ctx) of
+        true -> #{};
+        false ->
+            OwnArgs = ["produce", "--messages", N, "--size", Size, "--payloads", ?PAYLOADS, "--batch", 1000, "--partitioner", "librdkafka"],
+            OwnRate = lists:max([rate(raw(Ctx, OwnArgs)) || _ <- [1, 2, 3]]),
+            progress("produce_batch ~pB: raw with librdkafka's partitioner ~w msg/s (erlkaf's best round over it: ~.2f)",
+                     [Size, round(OwnRate), Rate / OwnRate]),
+            #{raw_librdkafka_partitioner_msg_s => OwnRate}
+    end,
+    [{produce_batch_100b, maps:merge(Figures#{health => Health, erlkaf_with_refs_msg_s => N / RefsSecs}, Own)}].
 
 %% produce/4 with a delivery_report/3 callback module called for every message.
 produce_callback(Ctx, N, Size) ->
@@ -380,8 +392,12 @@ consume(Ctx, N, Mode) ->
     persistent_term:put({?MODULE, consume_round}, Round),
     Topic = iolist_to_binary(["bench-consume-", integer_to_list(Round)]),
     C = producer(Ctx, bench_fill, [{delivery_report_only_error, true}]),
-    Msgs = lists:duplicate(1000, binary:copy(<<"y">>, 100)),
-    _ = [{ok, _} = erlkaf:produce_batch(C, Topic, Msgs) || _ <- lists:seq(1, N div 1000)],
+    Value = binary:copy(<<"y">>, 100),
+    %% Each batch to a partition in turn: a batch of keyless messages takes one sticky
+    %% partition, and the mock drops what passes ~5 MB in one.
+    Partitions = proplists:get_value(Topic, topics()),
+    _ = [{ok, _} = erlkaf:produce_batch(C, Topic, lists:duplicate(1000, {I rem Partitions, undefined, Value, undefined, 0}))
+         || I <- lists:seq(1, N div 1000)],
     ok = erlkaf:flush(C, 300000),
     ok = erlkaf:stop_client(C),
     Raw = raw(Ctx, ["consume", "--topic", binary_to_list(Topic), "--messages", N]),
@@ -816,8 +832,14 @@ checks(R) ->
     %% run there passed at 0.369 with the produce code unchanged (erlkaf's CPU per message
     %% 1358-1685 ns against 1000-1370 in a gate run earlier that day); produce_batch's was
     %% 0.7, and a full run there measured 0.674 once (0.793 measured again).
+    %% produce_batch's floor is 0.55 since erlkaf and the baseline partition keyless
+    %% messages once per run (erlkaf_core's partitioner): raw's produce_batch got 1.5-2x
+    %% faster with it, erlkaf's 1.1-1.3x (4.5-5.4 M msg/s against 3.5-4.1 M), so the same
+    %% per-message overhead of erlkaf weighs more: 0.686, 0.697 and 0.707 in three gate
+    %% runs on the EPYC host (against raw with librdkafka's partitioner erlkaf measures
+    %% 1.05-1.2). 0.55 catches a loss of a fifth, as 0.65 did before.
     [{"produce_batch 100B / raw", ratio(R, produce_batch_100b), ">= 0.85", ratio(R, produce_batch_100b) >= 0.85,
-      produce_batch_100b, {higher, 0.65}},
+      produce_batch_100b, {higher, 0.55}},
      {"produce/4 with delivery_report/3 / raw", ratio(R, produce_callback_100b), ">= 0.5",
       ratio(R, produce_callback_100b) >= 0.5, produce_callback_100b, {higher, 0.30}},
      %% Regression floor 0.75 (a lock collapse; the original erlkaf: median 0.62): with one
@@ -933,6 +955,9 @@ markdown(Meta, R, Checks) ->
         io_lib:format("| produce_batch, 100 B, `refs => false` (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, PB)), round(maps:get(raw_msg_s, PB)), maps:get(ratio, PB)]),
         io_lib:format("| produce_batch, 100 B, a MsgRef per message (msg/s, one round) | ~w | | ~.2f |~n",
                       [round(maps:get(erlkaf_with_refs_msg_s, PB)), maps:get(erlkaf_with_refs_msg_s, PB) / maps:get(raw_msg_s, PB)]),
+        [io_lib:format("| produce_batch, 100 B: raw with librdkafka's own partitioner, a decision per message (msg/s, best of 3; ratio: erlkaf's best round over it) | | ~w | ~.2f |~n",
+                       [round(maps:get(raw_librdkafka_partitioner_msg_s, PB)), maps:get(erlkaf_msg_s, PB) / maps:get(raw_librdkafka_partitioner_msg_s, PB)])
+         || maps:is_key(raw_librdkafka_partitioner_msg_s, PB)],
         io_lib:format("| produce/4 + delivery_report/3, 100 B (msg/s) | ~w | ~w | ~.2f |~n", [round(maps:get(erlkaf_msg_s, CB)), round(maps:get(raw_msg_s, CB)), maps:get(ratio, CB)]),
         [io_lib:format("| ~s, raw on glibc's malloc (msg/s) | | ~w | ~.2f |~n", [Label, round(maps:get(raw_glibc_msg_s, F)), maps:get(ratio_to_raw_glibc, F)])
          || {Label, F} <- [{"produce_batch", PB}, {"produce/4 + delivery_report/3", CB}], maps:is_key(raw_glibc_msg_s, F)],

@@ -14,6 +14,8 @@ static LIVE: AtomicI64 = AtomicI64::new(0);
 pub struct Kafka {
     ptr: *mut rd::rd_kafka_t,
     kind: Kind,
+    /// State librdkafka points to (a topic's partitioner): freed after the destroy.
+    keep: parking_lot::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 // SAFETY: rd_kafka_t is documented thread-safe.
@@ -55,7 +57,13 @@ impl Kafka {
         }
         conf.into_raw();
         LIVE.fetch_add(1, Ordering::SeqCst);
-        Ok(Kafka { ptr, kind })
+        Ok(Kafka { ptr, kind, keep: parking_lot::Mutex::new(Vec::new()) })
+    }
+
+    /// Keeps `state` alive until librdkafka is done with this client (its destroy has
+    /// returned): for what a callback of librdkafka's threads reads.
+    pub fn keep_until_destroyed(&self, state: Box<dyn std::any::Any + Send + Sync>) {
+        self.keep.lock().push(state);
     }
 
     /// The raw handle, valid while `self` lives.
@@ -77,6 +85,7 @@ unsafe impl Send for SendPtr {}
 impl Drop for Kafka {
     fn drop(&mut self) {
         let p = SendPtr(self.ptr, self.kind);
+        let keep = std::mem::take(self.keep.get_mut());
         crate::reaper::run("destroy", move || {
             let p = p;
             // A consumer was closed by its owner already (bounded in time): destroy must not
@@ -84,6 +93,7 @@ impl Drop for Kafka {
             let flags = if p.1 == Kind::Consumer { rd::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE } else { 0 };
             // SAFETY: we owned the only reference; every child object is gone.
             unsafe { rd::rd_kafka_destroy_flags(p.0, flags) };
+            drop(keep);
             LIVE.fetch_sub(1, Ordering::SeqCst);
         });
     }

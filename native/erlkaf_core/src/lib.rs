@@ -23,6 +23,7 @@ pub mod msgref;
 pub mod native;
 pub mod oauth;
 pub mod open;
+pub mod partitioner;
 pub mod producer;
 pub mod pump;
 pub mod reaper;

@@ -109,6 +109,8 @@ struct Native {
     /// (message.max.bytes less a margin over the record's overhead): such messages may go
     /// through `rd_kafka_produce_batch`.
     batch_max_bytes: usize,
+    /// The sticky partition's interval (see [`crate::partitioner`]).
+    sticky_linger_us: i64,
 }
 
 /// The owner of a producer: dropping it without [`Producer::shutdown`] tears it down on a
@@ -124,6 +126,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
         let mut props = props.clone();
         props.set("log.queue", "true");
         props.set("delivery.report.only.error", "false");
+        let sticky_linger_us = crate::partitioner::take_over(&mut props);
         let oauth = props.oauth_refresh();
         let kafka = Kafka::new(Kind::Producer, &props, |conf| {
             let mut events = rd::RD_KAFKA_EVENT_DR | rd::RD_KAFKA_EVENT_ERROR | rd::RD_KAFKA_EVENT_LOG
@@ -148,7 +151,7 @@ impl<K: Send + Sync + 'static> Producer<K> {
         // librdkafka's own bound for a record's framing is under 64 bytes.
         let max_msg: usize = props.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
         let batch_max_bytes = max_msg.saturating_sub(1024);
-        let native = Native { topics: RwLock::new(HashMap::default()), queue, kafka, batch_max_bytes };
+        let native = Native { topics: RwLock::new(HashMap::default()), queue, kafka, batch_max_bytes, sticky_linger_us };
         let shared = Arc::new(Shared {
             state: RwLock::new(State { closed: false, native: Some(native) }),
             closing: AtomicBool::new(false),
@@ -411,10 +414,18 @@ impl Native {
         if let Some(t) = topics.get(name) {
             return if exclusive { Err(Error::TopicExists) } else { Ok(t.ptr()) };
         }
-        let conf_ptr = conf.map(|c| c.into_raw()).unwrap_or(std::ptr::null_mut());
+        let conf = match conf {
+            Some(c) => c,
+            // SAFETY: live handle; the copy is ours.
+            None => unsafe { NativePtr::from_ptr(rd::rd_kafka_default_topic_conf_dup(self.kafka.ptr())) }
+                .ok_or_else(|| Error::ClientCreation("rd_kafka_default_topic_conf_dup failed".into()))?,
+        };
+        // SAFETY: live conf, not yet given to librdkafka.
+        let partitioner = unsafe { crate::partitioner::Partitioner::install(conf.ptr(), self.sticky_linger_us) };
         // SAFETY: live handle; conf ownership passes to librdkafka (also on failure, per
         // rdkafka.h: "the conf object is freed by this function").
-        let rkt = unsafe { rd::rd_kafka_topic_new(self.kafka.ptr(), cname.as_ptr(), conf_ptr) };
+        let rkt = unsafe { rd::rd_kafka_topic_new(self.kafka.ptr(), cname.as_ptr(), conf.into_raw()) };
+        self.kafka.keep_until_destroyed(partitioner);
         // SAFETY: rkt is a new handle owned by us, or null.
         let topic = unsafe { NativePtr::from_ptr(rkt) }.ok_or_else(|| {
             // SAFETY: reads the thread-local last error.
@@ -515,7 +526,7 @@ impl Run {
         let k = self.msgs.len();
         // SAFETY: live topic (the caller holds the state lock); the payloads outlive their
         // reports (produce_with's contract); keys are copied.
-        let good = unsafe { rd::rd_kafka_produce_batch(self.rkt, self.partition, 0, self.msgs.as_mut_ptr(), k as i32) } as usize;
+        let good = unsafe { crate::partitioner::produce_batch(self.rkt, self.partition, &mut self.msgs) };
         let (msgs, first) = (&self.msgs, self.first);
         let ok = |r: &rd::rd_kafka_message_t| r.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
         // (librdkafka sets each message's err; `good` only says whether to look.)

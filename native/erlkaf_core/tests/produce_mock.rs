@@ -303,3 +303,98 @@ fn produce_after_shutdown_is_refused() {
     let out = unsafe { p.shared().produce(Vec::new(), &msgs) };
     assert_eq!(out, erlkaf_core::producer::ProduceOutcome { accepted: 0, error: Some(Error::ClientStopped) });
 }
+
+/// Keys and values of `n` messages to `topic` through the partitioner: keyless where
+/// `keyless(i)`, else key `k{i}`.
+fn keyed_or_not(n: usize, keyless: impl Fn(usize) -> bool) -> (Keep, Vec<Vec<u8>>, Vec<bool>) {
+    let keep: Keep = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+    let keys = (0..n).map(|i| format!("k{i}").into_bytes()).collect();
+    (keep, keys, (0..n).map(keyless).collect())
+}
+
+/// Produces the messages of keyed_or_not (after one message whose report says the
+/// topic's partitions are known) and returns each one's partition, by index.
+fn partitions_of(p: &Producer<Keep>, rx: &mpsc::Receiver<Msg>, topic: &[u8], batch: (Keep, Vec<Vec<u8>>, Vec<bool>)) -> Vec<i32> {
+    let warm = [OutMessage { topic, partition: -1, key: None, value: None, headers: &[], timestamp: 0 }];
+    assert_eq!(unsafe { p.shared().produce(Vec::new(), &warm) }.accepted, 1);
+    collect(rx, 1);
+    let (keep, keys, keyless) = batch;
+    let vals = borrow(&keep);
+    let msgs: Vec<OutMessage> = (0..keep.len())
+        .map(|i| OutMessage {
+            topic,
+            partition: -1,
+            key: if keyless[i] { None } else { Some(&keys[i][..]) },
+            value: Some(vals[i]),
+            headers: &[],
+            timestamp: 0,
+        })
+        .collect();
+    let n = msgs.len();
+    assert_eq!(unsafe { p.shared().produce(keep, &msgs) }.accepted, n);
+    let mut reports = collect(rx, n);
+    reports.sort_by_key(|r| r.index);
+    assert!(reports.iter().all(|r| r.err.is_ok()));
+    reports.iter().map(|r| r.partition).collect()
+}
+
+/// librdkafka's partitioner of that name, for a key (it does not read the topic).
+fn librdkafka_partition(f: unsafe extern "C" fn(*const rdkafka_sys::rd_kafka_topic_t, *const std::ffi::c_void, usize, i32, *mut std::ffi::c_void, *mut std::ffi::c_void) -> i32, key: &[u8], cnt: i32) -> i32 {
+    unsafe { f(std::ptr::null(), key.as_ptr() as *const _, key.len(), cnt, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+/// erlkaf's partitioner keeps librdkafka's rules: keyless messages of a batch share one
+/// sticky partition (and a run of them takes one decision), keys hash as librdkafka's
+/// partitioner of the topic's `partitioner` setting hashes them.
+#[test]
+fn keyless_batch_sticks_to_one_partition_and_keys_hash_as_librdkafka() {
+    use rdkafka_sys as rd;
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("sticky", 8, 1).unwrap();
+    for (setting, hash) in [
+        (None, rd::rd_kafka_msg_partitioner_consistent as _),
+        (Some("murmur2_random"), rd::rd_kafka_msg_partitioner_murmur2 as _),
+        (Some("fnv1a_random"), rd::rd_kafka_msg_partitioner_fnv1a as _),
+    ] {
+        // (A long interval: the batch's runs must not see the sticky partition expire.)
+        let mut extra = vec![("sticky.partitioning.linger.ms", "60000")];
+        extra.extend(setting.map(|s| ("partitioner", s)));
+        let (p, rx) = producer(&mock, &extra);
+        let got = partitions_of(&p, &rx, b"sticky", keyed_or_not(3000, |i| i % 10 != 3));
+        let keyless: std::collections::BTreeSet<i32> = (0..3000).filter(|i| i % 10 != 3).map(|i| got[i]).collect();
+        assert_eq!(keyless.len(), 1, "{setting:?}: keyless messages went to {keyless:?}");
+        for i in (0..3000).filter(|i| i % 10 == 3) {
+            assert_eq!(got[i], librdkafka_partition(hash, format!("k{i}").as_bytes(), 8), "{setting:?}: k{i}");
+        }
+        assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    }
+}
+
+/// The sticky partition changes after `sticky.partitioning.linger.ms` (a run's choice is
+/// not kept beyond it), and is off with 0: keyless messages then go anywhere.
+#[test]
+fn sticky_partition_moves_on_after_its_interval_and_is_off_with_zero() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("sticky2", 8, 1).unwrap();
+    let (p, rx) = producer(&mock, &[("sticky.partitioning.linger.ms", "1")]);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let got = partitions_of(&p, &rx, b"sticky2", keyed_or_not(100, |_| true));
+        assert!(got.iter().all(|&x| x == got[0]), "one batch, one partition: {got:?}");
+        seen.insert(got[0]);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    // 40 random choices of 8 all in one partition: chance 8^-39.
+    assert!(seen.len() > 1, "{seen:?}");
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    // Off: librdkafka's random partitioner per message.
+    let (p, rx) = producer(&mock, &[("sticky.partitioning.linger.ms", "0")]);
+    let got = partitions_of(&p, &rx, b"sticky2", keyed_or_not(1000, |_| true));
+    assert!(got.iter().collect::<std::collections::BTreeSet<_>>().len() > 1);
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+    // A hashing partitioner without `_random`: keyless messages go to the hash of no key.
+    let (p, rx) = producer(&mock, &[("partitioner", "consistent")]);
+    let got = partitions_of(&p, &rx, b"sticky2", keyed_or_not(1000, |_| true));
+    assert!(got.iter().all(|&x| x == 0), "crc32 of no key is 0");
+    assert!(p.shutdown(Duration::from_secs(5)).unwrap().flushed);
+}

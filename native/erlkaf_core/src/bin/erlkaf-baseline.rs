@@ -3,7 +3,9 @@
 //! `erlkaf-baseline produce --bootstrap B --topic T --messages N --size S [--linger MS]
 //!  [--acks A] [--batch-num N] [--payloads K]`: produces N messages of S bytes (K static payloads in turn, no copy,
 //! like erlkaf's zero-copy path), counts every delivery report on a poller thread (event
-//! API, as erlkaf does) and prints one JSON line.
+//! API, as erlkaf does) and prints one JSON line. Keyless messages are partitioned as
+//! erlkaf does it (erlkaf_core::partitioner: one sticky decision per produce_batch run);
+//! `--partitioner librdkafka` leaves it to librdkafka (a decision per message).
 //! `erlkaf-baseline latency ... --rate R`: produces at R msg/s with linger 0 and prints
 //! delivery-report latency percentiles.
 //! `erlkaf-baseline consume --bootstrap B --topic T --messages N`: reads N messages with a
@@ -14,6 +16,7 @@
 
 use rdkafka_sys as rd;
 use std::collections::HashMap;
+use erlkaf_core::partitioner::Partitioner;
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +35,7 @@ fn args() -> (String, HashMap<String, String>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: erlkaf-baseline produce|latency|consume|idle --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--payloads K] [--alloc system|mimalloc]");
+    eprintln!("usage: erlkaf-baseline produce|latency|consume|idle --bootstrap B --topic T --messages N [--size S] [--linger MS] [--acks A] [--rate R] [--batch N] [--threads T] [--payloads K] [--partitioner erlkaf|librdkafka] [--alloc system|mimalloc]");
     std::process::exit(2)
 }
 
@@ -134,11 +137,33 @@ fn wait_full(waits: &AtomicU64) {
     std::thread::sleep(Duration::from_micros(200));
 }
 
+/// The producer's topic with erlkaf's partitioner (erlkaf_core::partitioner, as erlkaf
+/// installs it) and the properties for it; `--partitioner librdkafka`: librdkafka's own,
+/// deciding per message.
+fn partitioned_producer(m: &HashMap<String, String>) -> (Arc<Client>, *mut rd::rd_kafka_topic_t, Option<Box<Partitioner>>) {
+    let mut props = producer_props(m, "5");
+    if m.get("partitioner").map(String::as_str) == Some("librdkafka") {
+        let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &props, rd::RD_KAFKA_EVENT_DR));
+        let rkt = topic(&rk, m);
+        return (rk, rkt, None);
+    }
+    let mut p = erlkaf_core::config::Properties::new(props.iter().map(|(k, v)| (*k, v.clone())));
+    let linger_us = erlkaf_core::partitioner::take_over(&mut p);
+    props.push(("sticky.partitioning.linger.ms", "0".into()));
+    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &props, rd::RD_KAFKA_EVENT_DR));
+    let t = CString::new(m.get("topic").cloned().unwrap_or_else(|| usage())).unwrap();
+    unsafe {
+        let conf = rd::rd_kafka_default_topic_conf_dup(rk.0);
+        let partitioner = Partitioner::install(conf, linger_us);
+        (rk.clone(), rd::rd_kafka_topic_new(rk.0, t.as_ptr(), conf), Some(partitioner))
+    }
+}
+
 fn produce(m: &HashMap<String, String>) {
     let n: u64 = get(m, "messages", 1_000_000);
     let size: usize = get(m, "size", 100);
-    let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &producer_props(m, "5"), rd::RD_KAFKA_EVENT_DR));
-    let rkt = topic(&rk, m);
+    // (The partitioner's state lives until the client is destroyed, below.)
+    let (rk, rkt, _partitioner) = partitioned_producer(m);
     // --payloads K: K payloads of their own, taken in turn (erlkaf's bench produces from a
     // list of 1000 binaries, each an allocation of its own: the same memory to read).
     let payloads: Vec<Vec<u8>> = (0..get::<usize>(m, "payloads", 1).max(1)).map(|_| vec![b'x'; size]).collect();
@@ -178,7 +203,7 @@ fn produce(m: &HashMap<String, String>) {
                 msgs.push(msg);
             }
             // SAFETY: live topic; the payload outlives the run (reports are awaited below).
-            let good = unsafe { rd::rd_kafka_produce_batch(rkt, -1, 0, msgs.as_mut_ptr(), k as i32) } as u64;
+            let good = unsafe { erlkaf_core::partitioner::produce_batch(rkt, -1, &mut msgs) } as u64;
             i += good;
             if good < k {
                 // librdkafka refuses from the first failure on: a full queue is waited out.
