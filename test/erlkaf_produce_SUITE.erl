@@ -23,6 +23,7 @@ end_per_testcase(Case, _Config) ->
     erlkaf:stop_client(client1),
     %% The second producer of t_msg_refs_are_unique_integers_across_producers.
     erlkaf:stop_client(t_msg_refs_other_producer),
+    erlkaf:stop_client(t_sticky_producer),
     ok.
 
 t_produce_4_reports_partition_offset_and_message(Config) ->
@@ -167,6 +168,31 @@ t_batch_of_10000_each_reported_once_with_contiguous_offsets(Config) ->
     [?assertEqual(lists:seq(0, N div 4 - 1),
                   lists:sort([O || {ok, #erlkaf_msg{partition = P1, offset = O}} <- Reports, P1 =:= P]))
      || P <- [0, 1, 2, 3]].
+
+%% Keyless messages of a batch share one sticky partition (erlkaf takes one partition
+%% decision per run of them); keyed ones hash as librdkafka's default partitioner does
+%% (consistent_random: CRC-32 of the key, as erlang:crc32/1 computes it).
+t_keyless_batch_sticks_to_one_partition_keys_hash(Config) ->
+    T = ?config(topic, Config),
+    C = t_sticky_producer,
+    %% (An interval longer than the test: the batch's runs must not see it expire.)
+    erlkaf_test_lib:reporting_producer(C, Config, [{sticky_partitioning_linger_ms, 60000}]),
+    %% The topic's partitions known first: the batch then takes erlkaf's path, not
+    %% librdkafka's queue for messages waiting for their topic.
+    {ok, _, _} = erlkaf:produce_sync(C, T, undefined, <<"warm-up">>),
+    {ok, Partitions} = erlkaf:get_partitions_count(C, T),
+    Msgs = [case I rem 7 of
+                0 -> {integer_to_binary(I), <<"keyed">>};
+                _ -> <<"keyless">>
+            end || I <- lists:seq(1, 3000)],
+    {ok, Refs} = erlkaf:produce_batch(C, T, Msgs),
+    Got = erlkaf_test_lib:collect_reports(C, Refs),
+    Reports = [maps:get(R, Got) || R <- Refs],
+    ok = erlkaf:stop_client(C),
+    Keyless = lists:usort([P || {ok, #erlkaf_msg{key = undefined, partition = P}} <- Reports]),
+    ?assertMatch([_], Keyless),
+    [?assertEqual(erlang:crc32(K) rem Partitions, P) || {ok, #erlkaf_msg{key = K, partition = P}} <- Reports, K =/= undefined],
+    ?assertEqual(3000, length([ok || {ok, _} <- Reports])).
 
 t_batch_forms(Config) ->
     C = ?config(client, Config), T = ?config(topic, Config),
