@@ -103,6 +103,11 @@ defmodule Erlkaf do
   carry `:undefined` for the msg ref. For producers that do not match reports to
   messages: one process produces a few percent more small messages per second.
 
+  Messages without a key or partition go to the topic's sticky partition, as librdkafka
+  places them (changed every `sticky_partitioning_linger_ms`, by default twice
+  `linger_ms`), decided once for a run of them: a batch's keyless messages share one
+  partition. Give each message a `:partition` to spread a batch yourself.
+
       iex> {:ok, mock} = Erlkaf.Mock.start()
       iex> :ok = Erlkaf.create_producer(:batch_doc, bootstrap_servers: Erlkaf.Mock.bootstrap_servers(mock))
       iex> {:ok, refs} = Erlkaf.produce_batch(:batch_doc, "events", ["a", {"k", "b"}, %{value: "c", partition: 1}])

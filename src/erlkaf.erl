@@ -830,6 +830,12 @@ produce_one(Res, Topic, Msg, Opts) ->
 %% with `Reason', and none of it was produced. With the `block_calling_process' overflow
 %% strategy (the default) a full queue is waited out for up to
 %% `queue_buffering_overflow_timeout_ms' without progress before `queue_full' is returned.
+%%
+%% Messages without a key or partition go to the topic's sticky partition, as librdkafka
+%% places them (one partition at a time, changed every `sticky_partitioning_linger_ms',
+%% by default twice `linger_ms'); erlkaf decides it once for a run of them rather than for
+%% each, so a batch's keyless messages share one partition. Spread a batch yourself
+%% (`partition' in each message) to write to several at once.
 -spec produce_batch(client_id(), topic(), [batch_message()]) ->
     {ok, [msg_ref()]} | {error, {produce_error(), [msg_ref()], [batch_message()]}} | {error, produce_error()}.
 produce_batch(ClientId, Topic, Messages) ->
