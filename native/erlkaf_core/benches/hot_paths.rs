@@ -6,7 +6,10 @@
 //!   was drained by the pump and handed to a sink in per-round batches, as one batch and
 //!   as single-message calls through the open batches;
 //! - fetched messages from the mock cluster to a consumer sink, grouped per partition
-//!   and acknowledged (offsets stored), as the NIF's consumer pump does.
+//!   and acknowledged (offsets stored), as the NIF's consumer pump does;
+//! - raw `rd_kafka_produce_batch` of keyless messages into the mock cluster, partitioned
+//!   by librdkafka (a sticky decision per message) and by erlkaf's partitioner (one per
+//!   run, `erlkaf_core::partitioner`).
 //!
 //! The broker benches fail (panic) when a report is an error or does not come: a bench
 //! that measured a broken path would report a meaningless speed.
@@ -19,6 +22,8 @@ use erlkaf_core::ledger::{BatchHandle, Counters, Releases};
 use erlkaf_core::message::MessageView;
 use erlkaf_core::mock::MockCluster;
 use erlkaf_core::open::{OpenBatches, SlotUse, CAPACITY};
+use erlkaf_core::partitioner::{self, Partitioner};
+use erlkaf_core::rdkafka_sys as rd;
 use erlkaf_core::producer::{OutMessage, Producer, ShutdownReport};
 use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
 use erlkaf_core::tpl::TopicPartition;
@@ -350,5 +355,108 @@ fn consume_mock(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, config, ledger, open_batches, error_names, produce_mock, consume_mock);
+/// A raw producer (no delivery reports: librdkafka frees each message once the broker
+/// acknowledged it) and its topic, partitioned by erlkaf's partitioner or librdkafka's.
+struct RawProducer {
+    rk: *mut rd::rd_kafka_t,
+    rkt: *mut rd::rd_kafka_topic_t,
+    _partitioner: Option<Box<Partitioner>>,
+}
+
+impl RawProducer {
+    fn new(mock: &MockCluster, erlkaf_partitioner: bool) -> RawProducer {
+        let mut props = Properties::new([
+            ("bootstrap.servers", mock.bootstrap_servers()),
+            ("linger.ms", "5"),
+            ("acks", "1"),
+            ("queue.buffering.max.messages", QUEUED_MAX.to_string().as_str()),
+        ]);
+        let linger_us = erlkaf_partitioner.then(|| partitioner::take_over(&mut props));
+        let conf = props.to_conf().expect("conf").into_raw();
+        let mut err = [0 as std::os::raw::c_char; 256];
+        // SAFETY: conf is ours until rd_kafka_new takes it (it succeeds here).
+        let rk = unsafe { rd::rd_kafka_new(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, conf, err.as_mut_ptr(), err.len()) };
+        assert!(!rk.is_null(), "rd_kafka_new failed");
+        // SAFETY: live handle; the topic conf copy is handed to rd_kafka_topic_new.
+        unsafe {
+            let tconf = rd::rd_kafka_default_topic_conf_dup(rk);
+            let p = linger_us.map(|us| Partitioner::install(tconf, us));
+            let rkt = rd::rd_kafka_topic_new(rk, c"bench".as_ptr(), tconf);
+            assert!(!rkt.is_null());
+            RawProducer { rk, rkt, _partitioner: p }
+        }
+    }
+
+    /// Produces N keyless messages in calls of 1000, through erlkaf's run partitioning or
+    /// straight to librdkafka.
+    fn produce(&self, values: &Payloads, erlkaf_partitioner: bool) {
+        let mut msgs: Vec<rd::rd_kafka_message_t> = Vec::with_capacity(1000);
+        for chunk in 0..N / 1000 {
+            msgs.clear();
+            msgs.extend((0..1000).map(|j| {
+                let v = unbound(values, chunk * 1000 + j);
+                // SAFETY: all-zero is a valid message (no key, no opaque).
+                let mut m: rd::rd_kafka_message_t = unsafe { std::mem::zeroed() };
+                m.payload = v.as_ptr() as *mut _;
+                m.len = v.len();
+                m
+            }));
+            // SAFETY: live topic; the values live as long as the bench (static payloads).
+            let good = unsafe {
+                if erlkaf_partitioner {
+                    partitioner::produce_batch(self.rkt, -1, &mut msgs)
+                } else {
+                    rd::rd_kafka_produce_batch(self.rkt, -1, 0, msgs.as_mut_ptr(), 1000) as usize
+                }
+            };
+            assert_eq!(good, 1000, "{:?}", msgs.iter().find(|m| m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).map(|m| m.err));
+        }
+    }
+
+    /// Waits until librdkafka holds no message.
+    fn flush(&self) {
+        // SAFETY: live handle.
+        let err = unsafe { rd::rd_kafka_flush(self.rk, 30_000) };
+        assert_eq!(err, rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "flush");
+    }
+}
+
+impl Drop for RawProducer {
+    fn drop(&mut self) {
+        // SAFETY: ours, destroyed once; the partitioner's state (a field) is dropped
+        // after this returns, when librdkafka no longer calls it.
+        unsafe {
+            rd::rd_kafka_topic_destroy(self.rkt);
+            rd::rd_kafka_destroy(self.rk);
+        }
+    }
+}
+
+fn partition_mock(c: &mut Criterion) {
+    let mock = mock_cluster();
+    let values = payloads(100);
+    let mut g = c.benchmark_group("raw rd_kafka_produce_batch of keyless 100 B messages into the mock cluster");
+    g.throughput(Throughput::Elements(N as u64));
+    g.measurement_time(Duration::from_secs(3));
+    for (label, ours) in [("librdkafka's partitioner, a decision per message", false), ("erlkaf's partitioner, a decision per run", true)] {
+        let p = RawProducer::new(&mock, ours);
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for i in 0..iters {
+                    p.produce(&values, ours);
+                    // Within librdkafka's queue limit.
+                    if (i + 1) % (QUEUED_MAX / 2 / N as u64) == 0 {
+                        p.flush();
+                    }
+                }
+                p.flush();
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, config, ledger, open_batches, error_names, produce_mock, consume_mock, partition_mock);
 criterion_main!(benches);
