@@ -49,6 +49,17 @@ pub struct OutMessage<'a> {
     pub timestamp: i64,
 }
 
+/// A value as [`Shared::produce_open`]'s `fill` gives it.
+#[derive(Clone, Copy, Debug)]
+pub enum OpenValue<'v> {
+    /// Held by the keep until the message's report: librdkafka reads it in place (zero
+    /// copy). `None` is a null value.
+    Kept(Option<&'static [u8]>),
+    /// Valid during the call only: librdkafka copies it (`RD_KAFKA_MSG_F_COPY`). For small
+    /// values a copy costs less than holding them (see the NIF's `decode::COPY_MAX`).
+    Copied(&'v [u8]),
+}
+
 /// What happened to a batch given to [`Shared::produce`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProduceOutcome {
@@ -284,7 +295,7 @@ impl<K: Send + Sync + 'static> Shared<K> {
                                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
                             });
                         }
-                        produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i))
+                        produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i), false)
                             .map_err(|error| Refused { accepted: i, released: i, error })?;
                     }
                 }
@@ -302,15 +313,15 @@ impl<K: Send + Sync + 'static> Shared<K> {
 
     /// Produces one message into this thread's open batch (see [`crate::open`]):
     /// `fill(keep, index)` saves what the report will need in the keep and returns the
-    /// value, which must point into the keep; `msg.value` is ignored.
+    /// value (see [`OpenValue`]); `msg.value` is ignored.
     ///
     /// # Safety
-    /// The value returned by `fill` must stay valid and unchanged as long as the keep lives.
-    pub unsafe fn produce_open<E>(
+    /// A [`OpenValue::Kept`] value must stay valid and unchanged as long as the keep lives.
+    pub unsafe fn produce_open<'v, E>(
         &self,
         msg: &OutMessage<'_>,
         make_keep: impl FnOnce() -> K,
-        fill: impl FnOnce(&K, usize) -> std::result::Result<Option<&'static [u8]>, E>,
+        fill: impl FnOnce(&K, usize) -> std::result::Result<OpenValue<'v>, E>,
     ) -> std::result::Result<(), OpenError<E>> {
         // No state lock: a produce call on every scheduler would make its count bounce
         // between cores. The shard's lock orders this call with teardown (see `closing`).
@@ -337,9 +348,14 @@ impl<K: Send + Sync + 'static> Shared<K> {
                 match fill(keep, i) {
                     Err(e) => SlotUse::Unused(Err(OpenError::Fill(e))),
                     Ok(value) => {
+                        // (Bytes the batch holds: a copied value is librdkafka's.)
+                        let (value, copy, held) = match value {
+                            OpenValue::Kept(v) => (v, false, v.map_or(0, <[u8]>::len)),
+                            OpenValue::Copied(v) => (Some(v), true, 0),
+                        };
                         let m = OutMessage { value, ..*msg };
-                        match produce_one(native.kafka.ptr(), rkt as *mut rd::rd_kafka_topic_t, &m, opaque) {
-                            Ok(()) => SlotUse::Produced(Ok(()), value.map_or(0, |v| v.len())),
+                        match produce_one(native.kafka.ptr(), rkt as *mut rd::rd_kafka_topic_t, &m, opaque, copy) {
+                            Ok(()) => SlotUse::Produced(Ok(()), held),
                             Err(e) => SlotUse::Unused(Err(OpenError::Kafka(e))),
                         }
                     }
@@ -567,17 +583,20 @@ fn bytes_ptr(b: Option<&[u8]>) -> (*mut std::ffi::c_void, usize) {
 /// Non-null pointer for empty values: librdkafka treats a NULL payload as a null value.
 static EMPTY: [u8; 1] = [0];
 
+/// Produces `m` with `rd_kafka_produceva`; `copy`: librdkafka copies the value (else it
+/// reads it in place until the report).
 fn produce_one(
     rk: *mut rd::rd_kafka_t,
     rkt: *mut rd::rd_kafka_topic_t,
     m: &OutMessage<'_>,
     opaque: *mut std::ffi::c_void,
+    copy: bool,
 ) -> Result<()> {
     use rd::rd_kafka_vtype_t as V;
     use rd::rd_kafka_vu_s__bindgen_ty_1 as U;
-    // Only the entries used are written (a zeroed array of seven 72-byte unions cost more
+    // Only the entries used are written (a zeroed array of eight 72-byte unions cost more
     // than librdkafka's reading of them).
-    let mut vus = [const { std::mem::MaybeUninit::<rd::rd_kafka_vu_t>::uninit() }; 7];
+    let mut vus = [const { std::mem::MaybeUninit::<rd::rd_kafka_vu_t>::uninit() }; 8];
     let mut n = 0;
     let mut push = |vtype, u: U| {
         vus[n].write(rd::rd_kafka_vu_t { vtype, u });
@@ -592,6 +611,9 @@ fn produce_one(
         }
     }
     push(V::RD_KAFKA_VTYPE_OPAQUE, U { ptr: opaque });
+    if copy {
+        push(V::RD_KAFKA_VTYPE_MSGFLAGS, U { i: rd::RD_KAFKA_MSG_F_COPY });
+    }
     if m.timestamp != 0 {
         push(V::RD_KAFKA_VTYPE_TIMESTAMP, U { i64_: m.timestamp });
     }
@@ -617,7 +639,7 @@ fn produce_one(
         headers = Some(h);
     }
     // SAFETY: the first n entries of vus are written; value memory outlives the report
-    // (caller's contract); everything else is copied by librdkafka.
+    // unless librdkafka copies it (caller's contract); everything else is copied.
     let err = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr() as *const rd::rd_kafka_vu_t, n) };
     // SAFETY: err is null or an error object we own.
     match unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(err) } {
