@@ -3,9 +3,7 @@
 %%% This module is the public API. Producing never waits on Kafka: `produce*' hands the
 %%% message to librdkafka and returns a `MsgRef'; the delivery report arrives later
 %%% through the client's `delivery_report_callback' (see `erlkaf_producer'). A value
-%%% given as one binary is passed to librdkafka by reference (no copy), except in
-%%% `produce/4..7' for values of up to 1 KiB, which librdkafka copies (cheaper there than
-%%% holding the binary until the report).
+%%% given as one binary is passed to librdkafka by reference (no copy).
 %%%
 %%% ```
 %%% ok = erlkaf:start(),

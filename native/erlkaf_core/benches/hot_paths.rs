@@ -24,7 +24,7 @@ use erlkaf_core::mock::MockCluster;
 use erlkaf_core::open::{OpenBatches, SlotUse, CAPACITY};
 use erlkaf_core::partitioner::{self, Partitioner};
 use erlkaf_core::rdkafka_sys as rd;
-use erlkaf_core::producer::{OpenValue, OutMessage, Producer, ShutdownReport};
+use erlkaf_core::producer::{OutMessage, Producer, ShutdownReport};
 use erlkaf_core::pump::{ClientEvent, Delivery, Sink};
 use erlkaf_core::tpl::TopicPartition;
 use erlkaf_core::{Error, ErrorCode};
@@ -208,7 +208,7 @@ fn produce_mock(c: &mut Criterion) {
             for i in 0..N {
                 let m = OutMessage { topic: b"bench", partition: -1, key: None, value: None, headers: &[], timestamp: 0 };
                 // SAFETY: the value points into `values`, which the batch keeps.
-                let r = unsafe { p.shared().produce_open(&m, || values.clone(), |_k, _i| Ok::<_, ()>(OpenValue::Kept(Some(unbound(&values, i))))) };
+                let r = unsafe { p.shared().produce_open(&m, || values.clone(), |_k, _i| Ok::<_, ()>(Some(unbound(&values, i)))) };
                 assert!(r.is_ok());
             }
         });

@@ -49,17 +49,6 @@ pub struct OutMessage<'a> {
     pub timestamp: i64,
 }
 
-/// A value as [`Shared::produce_open`]'s `fill` gives it.
-#[derive(Clone, Copy, Debug)]
-pub enum OpenValue<'v> {
-    /// Held by the keep until the message's report: librdkafka reads it in place (zero
-    /// copy). `None` is a null value.
-    Kept(Option<&'static [u8]>),
-    /// Valid during the call only: librdkafka copies it (`RD_KAFKA_MSG_F_COPY`). For small
-    /// values a copy costs less than holding them (see the NIF's `decode::COPY_MAX`).
-    Copied(&'v [u8]),
-}
-
 /// What happened to a batch given to [`Shared::produce`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProduceOutcome {
@@ -295,7 +284,7 @@ impl<K: Send + Sync + 'static> Shared<K> {
                                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
                             });
                         }
-                        produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i), false)
+                        produce_one(native.kafka.ptr(), rkt, &m, handle.opaque(i))
                             .map_err(|error| Refused { accepted: i, released: i, error })?;
                     }
                 }
@@ -313,15 +302,15 @@ impl<K: Send + Sync + 'static> Shared<K> {
 
     /// Produces one message into this thread's open batch (see [`crate::open`]):
     /// `fill(keep, index)` saves what the report will need in the keep and returns the
-    /// value (see [`OpenValue`]); `msg.value` is ignored.
+    /// value, which must point into the keep; `msg.value` is ignored.
     ///
     /// # Safety
-    /// A [`OpenValue::Kept`] value must stay valid and unchanged as long as the keep lives.
-    pub unsafe fn produce_open<'v, E>(
+    /// The value returned by `fill` must stay valid and unchanged as long as the keep lives.
+    pub unsafe fn produce_open<E>(
         &self,
         msg: &OutMessage<'_>,
         make_keep: impl FnOnce() -> K,
-        fill: impl FnOnce(&K, usize) -> std::result::Result<OpenValue<'v>, E>,
+        fill: impl FnOnce(&K, usize) -> std::result::Result<Option<&'static [u8]>, E>,
     ) -> std::result::Result<(), OpenError<E>> {
         // No state lock: a produce call on every scheduler would make its count bounce
         // between cores. The shard's lock orders this call with teardown (see `closing`).
@@ -348,14 +337,9 @@ impl<K: Send + Sync + 'static> Shared<K> {
                 match fill(keep, i) {
                     Err(e) => SlotUse::Unused(Err(OpenError::Fill(e))),
                     Ok(value) => {
-                        // (Bytes the batch holds: a copied value is librdkafka's.)
-                        let (value, copy, held) = match value {
-                            OpenValue::Kept(v) => (v, false, v.map_or(0, <[u8]>::len)),
-                            OpenValue::Copied(v) => (Some(v), true, 0),
-                        };
                         let m = OutMessage { value, ..*msg };
-                        match produce_one(native.kafka.ptr(), rkt as *mut rd::rd_kafka_topic_t, &m, opaque, copy) {
-                            Ok(()) => SlotUse::Produced(Ok(()), held),
+                        match produce_one(native.kafka.ptr(), rkt as *mut rd::rd_kafka_topic_t, &m, opaque) {
+                            Ok(()) => SlotUse::Produced(Ok(()), value.map_or(0, |v| v.len())),
                             Err(e) => SlotUse::Unused(Err(OpenError::Kafka(e))),
                         }
                     }
@@ -583,20 +567,17 @@ fn bytes_ptr(b: Option<&[u8]>) -> (*mut std::ffi::c_void, usize) {
 /// Non-null pointer for empty values: librdkafka treats a NULL payload as a null value.
 static EMPTY: [u8; 1] = [0];
 
-/// Produces `m` with `rd_kafka_produceva`; `copy`: librdkafka copies the value (else it
-/// reads it in place until the report).
 fn produce_one(
     rk: *mut rd::rd_kafka_t,
     rkt: *mut rd::rd_kafka_topic_t,
     m: &OutMessage<'_>,
     opaque: *mut std::ffi::c_void,
-    copy: bool,
 ) -> Result<()> {
     use rd::rd_kafka_vtype_t as V;
     use rd::rd_kafka_vu_s__bindgen_ty_1 as U;
-    // Only the entries used are written (a zeroed array of eight 72-byte unions cost more
+    // Only the entries used are written (a zeroed array of seven 72-byte unions cost more
     // than librdkafka's reading of them).
-    let mut vus = [const { std::mem::MaybeUninit::<rd::rd_kafka_vu_t>::uninit() }; 8];
+    let mut vus = [const { std::mem::MaybeUninit::<rd::rd_kafka_vu_t>::uninit() }; 7];
     let mut n = 0;
     let mut push = |vtype, u: U| {
         vus[n].write(rd::rd_kafka_vu_t { vtype, u });
@@ -611,9 +592,6 @@ fn produce_one(
         }
     }
     push(V::RD_KAFKA_VTYPE_OPAQUE, U { ptr: opaque });
-    if copy {
-        push(V::RD_KAFKA_VTYPE_MSGFLAGS, U { i: rd::RD_KAFKA_MSG_F_COPY });
-    }
     if m.timestamp != 0 {
         push(V::RD_KAFKA_VTYPE_TIMESTAMP, U { i64_: m.timestamp });
     }
@@ -639,7 +617,7 @@ fn produce_one(
         headers = Some(h);
     }
     // SAFETY: the first n entries of vus are written; value memory outlives the report
-    // unless librdkafka copies it (caller's contract); everything else is copied.
+    // (caller's contract); everything else is copied by librdkafka.
     let err = unsafe { rd::rd_kafka_produceva(rk, vus.as_ptr() as *const rd::rd_kafka_vu_t, n) };
     // SAFETY: err is null or an error object we own.
     match unsafe { NativePtr::<rd::rd_kafka_error_t>::from_ptr(err) } {

@@ -14,7 +14,6 @@
 
 use crate::atoms;
 use crate::keep::{Keep, Saved};
-use erlkaf_core::producer::OpenValue;
 use rustler::types::map::MapIterator;
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, Env, Term, TermType};
@@ -72,24 +71,12 @@ pub struct Decoded<'a> {
     pub msg_ref: Option<NonZeroU64>,
 }
 
-/// A single message's value as librdkafka gets it (kept in the batch env, or copied) and
-/// what its report will find in the env.
-pub struct Kept<'a> {
-    pub value: OpenValue<'a>,
+/// A message's value put into the batch env: its bytes (valid while the env lives) and
+/// what its report will find there.
+pub struct Kept {
+    pub bytes: Option<&'static [u8]>,
     pub saved: Saved,
 }
-
-/// Binary values up to this size that a single-message produce call (`produce/4..7`)
-/// gives are copied by librdkafka (`RD_KAFKA_MSG_F_COPY`, into the allocation it makes
-/// for the message anyway) instead of kept in the batch env: the copy of the term into
-/// the env, its refcount taken here and dropped by the report thread and the env's
-/// clearing cost more than copying 1 KiB (produce/4 with a delivery-report callback, 100 B
-/// values, scripts/bench-ab.sh in four runs of 16-20 pairs: msg/s 1.00-1.10, median
-/// 1.08; CPU per message 0.95-0.98). Reports build
-/// such values from librdkafka's copy anyway (sink's SHARED_MAX is the same 1 KiB). Larger
-/// values, and produce_batch's (one copy into the env per chunk, not per message), stay
-/// zero-copy.
-pub const COPY_MAX: usize = 1024;
 
 /// Atoms are immediate terms: equal atoms are equal words (no call into the VM).
 fn is_undefined(t: Term) -> bool {
@@ -257,17 +244,13 @@ pub fn kept_in_env(keep: &Keep, kept: ErlNifTerm, value: Option<ErlNifTerm>, bin
     }
 }
 
-/// [`kept_term`] and [`kept_in_env`] for one message (`undefined` is not copied), or a
-/// binary of up to [`COPY_MAX`] bytes for librdkafka to copy (nothing in the env).
-pub fn keep_one<'a>(keep: &Keep, value: Option<Term<'a>>, binary: bool, msg_ref: Option<NonZeroU64>) -> Result<Kept<'a>, Bad> {
-    if let Some(b) = value.filter(|_| binary).and_then(|v| Binary::from_term(v).ok()).filter(|b| b.len() <= COPY_MAX) {
-        return Ok(Kept { value: OpenValue::Copied(b.as_slice()), saved: Saved { value: None, msg_ref } });
-    }
+/// [`kept_term`] and [`kept_in_env`] for one message (`undefined` is not copied).
+pub fn keep_one(keep: &Keep, value: Option<Term>, binary: bool, msg_ref: Option<NonZeroU64>) -> Result<Kept, Bad> {
     let value = value.map(|v| v.as_c_arg());
     let term = kept_term(value, binary);
     let kept = if term == atoms::undefined().as_c_arg() { term } else { keep.copy_in(term) };
     let bytes = kept_in_env(keep, kept, value, binary)?;
-    Ok(Kept { value: OpenValue::Kept(bytes), saved: Saved { value: (value.is_some() && binary).then_some(kept), msg_ref } })
+    Ok(Kept { bytes, saved: Saved { value: (value.is_some() && binary).then_some(kept), msg_ref } })
 }
 
 /// A MsgRef given in a message (a positive integer that fits 64 bits).

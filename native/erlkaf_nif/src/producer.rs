@@ -677,14 +677,13 @@ fn produce_single<'a>(
         d.headers.iter().map(|(k, v)| (k.as_slice(), v.as_ref().map(|v| v.as_slice()))).collect();
     let key = d.key.as_ref().map(|k| k.as_slice());
     let out = OutMessage { topic, partition: d.partition, key, value: None, headers: &headers, timestamp: d.timestamp };
-    // SAFETY: a kept value returned by the fill closure points into the open batch's env,
-    // which the ledger keeps until the message's report (a copied one is the caller's,
-    // alive during this call).
+    // SAFETY: the value returned by the fill closure points into the open batch's env,
+    // which the ledger keeps until the message's report.
     let r = unsafe {
         res.producer.shared().produce_open(&out, || Keep::with_slots(erlkaf_core::open::CAPACITY), |keep, i| {
             let kept = decode::keep_one(keep, d.value, d.binary, kept_ref)?;
             keep.save(i, kept.saved);
-            Ok(kept.value)
+            Ok(kept.bytes)
         })
     };
     (r, msg_ref.map(|r| r.get().encode(env)))
