@@ -360,7 +360,8 @@ fn consume_mock(c: &mut Criterion) {
 struct RawProducer {
     rk: *mut rd::rd_kafka_t,
     rkt: *mut rd::rd_kafka_topic_t,
-    _partitioner: Option<Box<Partitioner>>,
+    /// Set when the topic has erlkaf's partitioner (its state, alive until the destroy).
+    partitioner: Option<Box<Partitioner>>,
 }
 
 impl RawProducer {
@@ -383,13 +384,13 @@ impl RawProducer {
             let p = linger_us.map(|us| Partitioner::install(tconf, us));
             let rkt = rd::rd_kafka_topic_new(rk, c"bench".as_ptr(), tconf);
             assert!(!rkt.is_null());
-            RawProducer { rk, rkt, _partitioner: p }
+            RawProducer { rk, rkt, partitioner: p }
         }
     }
 
-    /// Produces N keyless messages in calls of 1000, through erlkaf's run partitioning or
-    /// straight to librdkafka.
-    fn produce(&self, values: &Payloads, erlkaf_partitioner: bool) {
+    /// Produces N keyless messages in calls of 1000, through erlkaf's run partitioning
+    /// when the topic has erlkaf's partitioner, else straight to librdkafka.
+    fn produce(&self, values: &Payloads) {
         let mut msgs: Vec<rd::rd_kafka_message_t> = Vec::with_capacity(1000);
         for chunk in 0..N / 1000 {
             msgs.clear();
@@ -403,7 +404,7 @@ impl RawProducer {
             }));
             // SAFETY: live topic; the values live as long as the bench (static payloads).
             let good = unsafe {
-                if erlkaf_partitioner {
+                if self.partitioner.is_some() {
                     partitioner::produce_batch(self.rkt, -1, &mut msgs)
                 } else {
                     rd::rd_kafka_produce_batch(self.rkt, -1, 0, msgs.as_mut_ptr(), 1000) as usize
@@ -444,7 +445,7 @@ fn partition_mock(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for i in 0..iters {
-                    p.produce(&values, ours);
+                    p.produce(&values);
                     // Within librdkafka's queue limit.
                     if (i + 1) % (QUEUED_MAX / 2 / N as u64) == 0 {
                         p.flush();
