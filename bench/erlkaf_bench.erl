@@ -676,12 +676,14 @@ measure(F) ->
     _ = erlang:system_monitor(Collector, [{long_schedule, 1}]),
     ok = erlkaf_nif:nif_call_times_reset(),
     #{process_cpu_ns := VmCpu0} = erlkaf_nif:nif_counters(),
+    Preempted0 = schedulers_preempted(),
     T0 = erlang:monotonic_time(microsecond),
     F(),
     T1 = erlang:monotonic_time(microsecond),
     #{longest_produce_cpu_us := Cpu, longest_produce_call_us := Wall, produce_calls_over_1ms := Over,
       produce_calls_waited_over_1ms := WaitedOver, produce_call_waits := Waits,
       produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1} = erlkaf_nif:nif_counters(),
+    Preempted1 = schedulers_preempted(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
     Collector ! {done, self()},
@@ -689,6 +691,9 @@ measure(F) ->
     Util = utilisation(Sw0, Sw1),
     {(T1 - T0) / 1.0e6, #{long_schedules => length(Events),
                           longest_ms => lists:max([0 | [Ms || {Ms, _} <- Events]]),
+                          %% The OS taking a scheduler thread away: what a process that
+                          %% was running then counts as a long schedule.
+                          schedulers_preempted => Preempted1 - Preempted0,
                           produce_cpu_ms => Cpu / 1000, produce_wall_ms => Wall / 1000, produce_over_1ms => Over,
                           %% Calls that waited (a voluntary context switch), apart from those
                           %% the OS preempted.
@@ -699,6 +704,31 @@ measure(F) ->
                           %% The whole VM's CPU (every thread: schedulers, pump, librdkafka's).
                           vm_cpu_ns => VmCpu1 - VmCpu0,
                           scheduler_utilisation => Util}}.
+
+%% Involuntary context switches of the VM's schedulers so far (the OS preempted them:
+%% on a machine with fewer cores than busy threads, the VM's and librdkafka's); 0 where
+%% /proc/self/task is not there.
+schedulers_preempted() ->
+    case file:list_dir("/proc/self/task") of
+        {ok, Tids} -> lists:sum([preempted(filename:join("/proc/self/task", T)) || T <- Tids]);
+        {error, _} -> 0
+    end.
+
+preempted(Task) ->
+    case {file:read_file(filename:join(Task, "comm")), file:read_file(filename:join(Task, "status"))} of
+        {{ok, Comm}, {ok, Status}} ->
+            %% Normal schedulers only ("1_scheduler"; dirty ones are "N_dirty_cpu_sch"...).
+            case re:run(Comm, "^[0-9]+_scheduler\n?$") of
+                nomatch -> 0;
+                {match, _} ->
+                    case re:run(Status, "nonvoluntary_ctxt_switches:\\s+([0-9]+)", [{capture, all_but_first, binary}]) of
+                        {match, [N]} -> binary_to_integer(N);
+                        nomatch -> 0
+                    end
+            end;
+        _ ->
+            0 % the thread is gone
+    end.
 
 %% Collects long_schedule events until `done', then for 20 ms more (events of the last
 %% moments may still be on their way: another sender), and answers with them.
@@ -868,6 +898,7 @@ nif_calls(R) ->
       produce_calls_over_1ms => lists:sum([maps:get(produce_over_1ms, H, 0) || {_, H} <- Hs]),
       produce_calls_waited_over_1ms => lists:sum([maps:get(produce_waited_over_1ms, H, 0) || {_, H} <- Hs]),
       long_schedules => lists:sum([maps:get(long_schedules, H) || {_, H} <- Hs]),
+      schedulers_preempted => lists:sum([maps:get(schedulers_preempted, H, 0) || {_, H} <- Hs]),
       longest_schedule_ms => lists:max([0 | [maps:get(longest_ms, H) || {_, H} <- Hs]])}.
 
 %% The health figures of a scenario's results, nested ones (by process count) included.
@@ -994,10 +1025,10 @@ markdown(Meta, R, Checks) ->
         begin
             Nc = nif_calls(R),
             io_lib:format("| longest producer_produce NIF call, CPU / wall (ms); calls over 1 ms of wall time (of them, calls that waited: a lock, a page) | ~.2f / ~.2f; ~w (~w) | | |~n"
-                          "| VM long_schedule events (a process scheduled in over 1 ms), all scenarios; longest (ms) | ~w; ~w | | |~n",
+                          "| VM long_schedule events (a process scheduled in over 1 ms), all scenarios; longest (ms); schedulers preempted by the OS meanwhile (involuntary context switches) | ~w; ~w; ~w | | |~n",
                           [float(maps:get(longest_produce_cpu_ms, Nc)), float(maps:get(longest_produce_wall_ms, Nc)),
                            maps:get(produce_calls_over_1ms, Nc), maps:get(produce_calls_waited_over_1ms, Nc),
-                           maps:get(long_schedules, Nc), maps:get(longest_schedule_ms, Nc)])
+                           maps:get(long_schedules, Nc), maps:get(longest_schedule_ms, Nc), maps:get(schedulers_preempted, Nc)])
         end,
         "\n| gate | value | target | |\n|---|---:|---|---|\n",
         [io_lib:format("| ~s | ~.3f | ~s | ~s |~n", [N, float(V), T, case Ok of true -> "ok"; false -> "**" ++ verdict(C) ++ "**" end])
