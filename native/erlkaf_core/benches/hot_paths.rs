@@ -378,14 +378,17 @@ impl RawProducer {
         // SAFETY: conf is ours until rd_kafka_new takes it (it succeeds here).
         let rk = unsafe { rd::rd_kafka_new(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, conf, err.as_mut_ptr(), err.len()) };
         assert!(!rk.is_null(), "rd_kafka_new failed");
-        // SAFETY: live handle; the topic conf copy is handed to rd_kafka_topic_new.
-        unsafe {
-            let tconf = rd::rd_kafka_default_topic_conf_dup(rk);
-            let p = linger_us.map(|us| Partitioner::install(tconf, us));
-            let rkt = rd::rd_kafka_topic_new(rk, c"bench".as_ptr(), tconf);
-            assert!(!rkt.is_null());
-            RawProducer { rk, rkt, partitioner: p }
-        }
+        let (rkt, partitioner) = match linger_us {
+            Some(us) => {
+                // SAFETY: live producer handle.
+                let (rkt, p) = unsafe { Partitioner::default_topic(rk, c"bench", us) };
+                (rkt, Some(p))
+            }
+            // SAFETY: live handle; a null conf is the client's default.
+            None => (unsafe { rd::rd_kafka_topic_new(rk, c"bench".as_ptr(), std::ptr::null_mut()) }, None),
+        };
+        assert!(!rkt.is_null());
+        RawProducer { rk, rkt, partitioner }
     }
 
     /// Produces N keyless messages in calls of 1000, through erlkaf's run partitioning

@@ -111,6 +111,22 @@ impl Partitioner {
         p
     }
 
+    /// A topic `name` of `rk` with the client's default topic configuration and this
+    /// partitioner installed (for raw producers: the baseline, the benches). The returned
+    /// state must outlive the client; the topic is null when librdkafka refuses it.
+    ///
+    /// # Safety
+    /// `rk` must be a live producer handle.
+    pub unsafe fn default_topic(rk: *mut rd::rd_kafka_t, name: &std::ffi::CStr, linger_us: i64) -> (*mut rd::rd_kafka_topic_t, Box<Partitioner>) {
+        // SAFETY: live handle (caller); the conf copy is ours until rd_kafka_topic_new takes
+        // it (also on failure); librdkafka's dup never returns null.
+        unsafe {
+            let conf = rd::rd_kafka_default_topic_conf_dup(rk);
+            let p = Partitioner::install(conf, linger_us);
+            (rd::rd_kafka_topic_new(rk, name.as_ptr(), conf), p)
+        }
+    }
+
     /// Whether a message with this key takes the sticky partition.
     fn takes_sticky(&self, key: *const c_void, key_len: usize) -> bool {
         self.sticky && (key.is_null() || (key_len == 0 && self.empty_key_sticky))

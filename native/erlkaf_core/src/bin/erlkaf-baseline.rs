@@ -141,23 +141,23 @@ fn wait_full(waits: &AtomicU64) {
 /// installs it) and the properties for it; `--partitioner librdkafka`: librdkafka's own,
 /// deciding per message.
 fn partitioned_producer(m: &HashMap<String, String>) -> (Arc<Client>, *mut rd::rd_kafka_topic_t, Option<Box<Partitioner>>) {
-    let props = producer_props(m, "5");
-    if m.get("partitioner").map(String::as_str) == Some("librdkafka") {
-        let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &props, rd::RD_KAFKA_EVENT_DR));
-        let rkt = topic(&rk, m);
-        return (rk, rkt, None);
-    }
-    // The properties as take_over leaves them (librdkafka's sticky logic off), as erlkaf's
-    // producer gives them.
-    let mut p = erlkaf_core::config::Properties::new(props.iter().map(|(k, v)| (*k, v.clone())));
-    let linger_us = erlkaf_core::partitioner::take_over(&mut p);
-    let props: Vec<(&str, String)> = p.0.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut props = erlkaf_core::config::Properties::new(producer_props(m, "5"));
+    // With erlkaf's partitioner: the properties as take_over leaves them (librdkafka's
+    // sticky logic off), as erlkaf's producer gives them.
+    let linger_us = (m.get("partitioner").map(String::as_str) != Some("librdkafka")).then(|| erlkaf_core::partitioner::take_over(&mut props));
+    let props: Vec<(&str, String)> = props.0.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let rk = Arc::new(client(rd::rd_kafka_type_t::RD_KAFKA_PRODUCER, &props, rd::RD_KAFKA_EVENT_DR));
-    let t = CString::new(m.get("topic").cloned().unwrap_or_else(|| usage())).unwrap();
-    unsafe {
-        let conf = rd::rd_kafka_default_topic_conf_dup(rk.0);
-        let partitioner = Partitioner::install(conf, linger_us);
-        (rk.clone(), rd::rd_kafka_topic_new(rk.0, t.as_ptr(), conf), Some(partitioner))
+    match linger_us {
+        None => {
+            let rkt = topic(&rk, m);
+            (rk, rkt, None)
+        }
+        Some(us) => {
+            let t = CString::new(m.get("topic").cloned().unwrap_or_else(|| usage())).unwrap();
+            // SAFETY: live producer handle.
+            let (rkt, partitioner) = unsafe { Partitioner::default_topic(rk.0, &t, us) };
+            (rk, rkt, Some(partitioner))
+        }
     }
 }
 
