@@ -11,6 +11,8 @@
     producer_flush/3,
     producer_stop/2,
     producer_outq_len/1,
+    producer_take_reports/2,
+    producer_take_heavy_report/2,
     producer_msg_refs/1,
     mock_new/1,
     mock_stop/1,
@@ -94,6 +96,8 @@ producer_produce(_Res, _Topic, _Messages, _Reply, _WantRefs) -> ?NOT_LOADED.
 producer_flush(_Res, _TimeoutMs, _Tag) -> ?NOT_LOADED.
 producer_stop(_Res, _TimeoutMs) -> ?NOT_LOADED.
 producer_outq_len(_Res) -> ?NOT_LOADED.
+producer_take_reports(_Res, _Id) -> ?NOT_LOADED.
+producer_take_heavy_report(_Res, _Id) -> ?NOT_LOADED.
 producer_msg_refs(_N) -> ?NOT_LOADED.
 mock_new(_Brokers) -> ?NOT_LOADED.
 mock_stop(_Res) -> ?NOT_LOADED.

@@ -130,6 +130,9 @@ handle_cast(_Msg, S) ->
 handle_info({erlkaf_dr, Reports}, S) ->
     reports(Reports, S),
     {noreply, S};
+handle_info({erlkaf_dr_ready, Id}, S) ->
+    take_reports(Id, S),
+    {noreply, S};
 handle_info({erlkaf_event, {error, Code, true, Reason} = Event}, S) ->
     %% A fatal error (e.g. fenced by a newer producer with the same transactional id):
     %% librdkafka refuses everything from now on. The callback and the log have it; the
@@ -163,6 +166,9 @@ drain_until_stopped(S, Timeout) ->
         {erlkaf_dr, Reports} ->
             reports(Reports, S),
             drain_until_stopped(S, Timeout);
+        {erlkaf_dr_ready, Id} ->
+            take_reports(Id, S),
+            drain_until_stopped(S, Timeout);
         {erlkaf_event, Event} ->
             drain_until_stopped(event(Event, S), Timeout);
         {erlkaf_stopped, Report} ->
@@ -183,6 +189,20 @@ drain_until_stopped(S, Timeout) ->
 format_status(Status) ->
     maps:map(fun(messages, Msgs) -> [M || M <- Msgs, element(1, M) =/= erlkaf_dr];
                 (_, V) -> V end, Status).
+
+%% A round of reports the native client holds for this process: built here, on this
+%% process's heap, a slice per call (the client waits until all are taken); a report
+%% with a large value to copy alone on a dirty scheduler.
+take_reports(Id, S) ->
+    take_reports(erlkaf_nif:producer_take_reports(S#state.res, Id), Id, S).
+
+take_reports({Reports, Left}, Id, S) ->
+    reports(Reports, S),
+    case Left of
+        more -> take_reports(Id, S);
+        heavy -> take_reports(erlkaf_nif:producer_take_heavy_report(S#state.res, Id), Id, S);
+        done -> ok
+    end.
 
 reports(Reports, S) ->
     case erlkaf_telemetry:enabled() of

@@ -342,6 +342,55 @@ t_create_producer_errors(_Config) ->
     ok = erlkaf:stop_client(dup1),
     {error, undefined_client} = erlkaf:stop_client(dup1).
 
+%% The producer process builds reports itself (the native client hands each round over
+%% and waits): a process that does not take them (suspended here, as a slow callback
+%% would be) gets them from the client after a short wait, and a report too large to
+%% build on a scheduler (an iolist value of 1.2 MB, copied for the report) is built by
+%% the client. Either way each message is reported once, in order within its partition.
+t_reports_not_taken_by_the_process_still_come_in_order(Config) ->
+    T = ?config(topic, Config), C = handover,
+    erlkaf_test_lib:reporting_producer(C, Config, [{message_max_bytes, 2000000}]),
+    {ok, producer, _, Pid, _} = erlkaf_registry:lookup(C),
+    Half = binary:copy(<<"h">>, 600 * 1024),
+    Value = fun(I) when I rem 500 =:= 7 -> [Half, integer_to_binary(I), Half];
+               (I) -> integer_to_binary(I) end,
+    Produce = fun(From, To) ->
+        {ok, Refs} = erlkaf:produce_batch(C, T, [#{partition => 0, value => Value(I)} || I <- lists:seq(From, To)]),
+        Refs
+    end,
+    Collect = fun(Refs) ->
+        Got = [receive {dr, C, R, ok, #erlkaf_msg{partition = 0, offset = O, value = V}} -> {R, O, V}
+               after 20000 -> ct:fail(missing_reports) end || _ <- Refs],
+        {Arrived, Offsets, Values} = lists:unzip3(Got),
+        ?assertEqual(Refs, Arrived),
+        ?assertEqual(lists:seq(hd(Offsets), hd(Offsets) + length(Refs) - 1), Offsets),
+        Values
+    end,
+    Reclaimed = fun() -> maps:get(reports_reclaimed, erlkaf_nif:nif_counters()) end,
+    R0 = Reclaimed(),
+    ok = sys:suspend(Pid),
+    Refs1 = Produce(1, 2000),
+    %% Longer than the client waits for a round to be taken.
+    timer:sleep(500),
+    ok = sys:resume(Pid),
+    Values1 = Collect(Refs1),
+    R1 = Reclaimed(),
+    Heavy = {erlkaf_nif, producer_take_heavy_report, 2},
+    1 = erlang:trace_pattern(Heavy, true, [call_count]),
+    Values2 = Collect(Produce(2001, 4000)),
+    {call_count, HeavyCalls} = erlang:trace_info(Heavy, call_count),
+    erlang:trace_pattern(Heavy, false, [call_count]),
+    R2 = Reclaimed(),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({duplicate, Extra}) after 100 -> ok end,
+    ?assertEqual([iolist_to_binary(Value(I)) || I <- lists:seq(1, 4000)], Values1 ++ Values2),
+    %% The client built the reports the suspended process left (most of them: some may
+    %% have come after it was resumed); the process all the later ones, the four large
+    %% ones each on a dirty scheduler.
+    ?assert(R1 - R0 >= 1000, {reclaimed_while_suspended, R1 - R0}),
+    ?assertEqual(0, R2 - R1),
+    ?assertEqual(4, HeavyCalls),
+    ok = erlkaf:stop_client(C).
+
 t_delivery_report_only_error_filters_successes(Config) ->
     T = ?config(topic, Config),
     erlkaf_test_lib:reporting_producer(only_err, Config, [{delivery_report_only_error, true}]),

@@ -19,12 +19,14 @@ use rustler::{Encoder, Env, Term};
 /// `() -> #{live_batches, outstanding, double_releases, live_clients, live_mocks, reapers,
 /// librdkafka_version, allocator, longest_produce_call_us, longest_produce_cpu_us,
 /// produce_calls_over_1ms, produce_calls_waited_over_1ms, produce_call_waits,
-/// produce_cpu_ns, produce_messages, fast_producer_decode}`:
+/// produce_cpu_ns, produce_messages, fast_producer_decode, process_cpu_ns,
+/// reports_reclaimed}`:
 /// counters for leak tests, diagnostics and the benchmarks (`longest_produce_call_us` to
 /// `produce_messages`: `producer_produce` calls, i.e. produce of a list, since
 /// `nif_call_times_reset/0`, which also starts their timing: off until then, it costs a
 /// call ~2 µs of system calls; `fast_producer_decode`: whether the produce NIFs find the
-/// producer without rustler's lookup, see resource.rs).
+/// producer without rustler's lookup, see resource.rs; `reports_reclaimed`: delivery
+/// reports the client built itself after its producer process left them, see sink.rs).
 #[rustler::nif]
 fn nif_counters(env: Env) -> Term {
     use std::sync::atomic::Ordering::SeqCst;
@@ -48,6 +50,7 @@ fn nif_counters(env: Env) -> Term {
         (atoms::produce_messages().encode(env), longest.messages.encode(env)),
         (atoms::fast_producer_decode().encode(env), resource::fast_decode_in_use().encode(env)),
         (atoms::process_cpu_ns().encode(env), erlkaf_core::cputime::process_ns().encode(env)),
+        (atoms::reports_reclaimed().encode(env), sink::REPORTS_RECLAIMED.load(SeqCst).encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }

@@ -8,7 +8,7 @@ use crate::reply::reply_later;
 use crate::keep::{Keep, Reply};
 use rustler::sys::{ErlNifEnv, ErlNifTerm};
 use crate::resource::{check_fast_decode, ProducerRef, ProducerRes};
-use crate::sink::{NifSink, ReportMode};
+use crate::sink::{Handover, Left, NifSink, ReportMode};
 use erlkaf_core::config::Properties;
 use erlkaf_core::message::Header;
 use erlkaf_core::producer::{OpenError, OutMessage, Producer};
@@ -170,10 +170,18 @@ pub fn reset_produce_calls() {
 fn producer_new<'a>(env: Env<'a>, name: String, props: Vec<(String, String)>, owner: LocalPid, mode: Atom) -> Term<'a> {
     let keep_refs = mode == atoms::all() || mode == atoms::errors();
     let mode = if mode == atoms::all() || mode == atoms::values() { ReportMode::All } else { ReportMode::Errors };
-    let sink = Box::new(NifSink::new(owner, mode));
+    let handover = (mode == ReportMode::All).then(|| std::sync::Arc::new(Handover::new()));
+    let sink = Box::new(NifSink::new(owner, mode, handover.clone()));
     match Producer::new(&name, &Properties(props), sink) {
         Ok(p) => {
-            let res = ResourceArc::new(ProducerRes { producer: p, keep_refs }).encode(env);
+            let arc = ResourceArc::new(ProducerRes { producer: p, keep_refs, handover });
+            // The pump hands reports to the owner only while it lives.
+            if let Some(h) = &arc.handover {
+                if arc.monitor(Some(env), &owner).is_none() {
+                    h.close();
+                }
+            }
+            let res = arc.encode(env);
             check_fast_decode(res);
             (atoms::ok(), res).encode(env)
         }
@@ -716,6 +724,34 @@ fn producer_stop<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u3
         res2.producer.shutdown(Duration::from_millis(timeout_ms as u64));
     });
     atoms::ok().encode(env)
+}
+
+/// `(Res, Id) -> {Reports, more | heavy | done}`: builds the next reports of the round
+/// that `{erlkaf_dr_ready, Id}` announced (see `sink::Handover`); `heavy`: call
+/// `producer_take_heavy_report/2` for the next one; `done`: none is left.
+#[rustler::nif]
+fn producer_take_reports<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, id: u64) -> Term<'a> {
+    take_reports(env, &res, id, false)
+}
+
+/// `(Res, Id) -> {Reports, more | heavy | done}`: the next report alone, too much copying
+/// for a scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn producer_take_heavy_report<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, id: u64) -> Term<'a> {
+    take_reports(env, &res, id, true)
+}
+
+fn take_reports<'a>(env: Env<'a>, res: &ProducerRes, id: u64, heavy: bool) -> Term<'a> {
+    let (reports, left) = match res.handover.as_ref() {
+        Some(h) => h.take(env, id, heavy),
+        None => (Vec::new(), Left::Nothing),
+    };
+    let left = match left {
+        Left::Nothing => atoms::done(),
+        Left::More => atoms::more(),
+        Left::Heavy => atoms::heavy(),
+    };
+    (reports, left).encode(env)
 }
 
 /// `(Res) -> integer()`: messages and requests librdkafka still holds.

@@ -15,10 +15,20 @@ pub struct ProducerRes {
     pub producer: Producer<Keep>,
     /// Reports need each message's MsgRef (a delivery-report callback exists).
     pub keep_refs: bool,
+    /// Where reports wait for the producer process to build them (a callback exists).
+    pub handover: Option<std::sync::Arc<crate::sink::Handover>>,
 }
 
 #[rustler::resource_impl]
-impl rustler::Resource for ProducerRes {}
+impl rustler::Resource for ProducerRes {
+    /// The producer process is gone (monitored when the client is made): the pump stops
+    /// handing it reports to build (see `sink::Handover`).
+    fn down<'a>(&'a self, _env: rustler::Env<'a>, _pid: rustler::LocalPid, _monitor: rustler::Monitor) {
+        if let Some(h) = &self.handover {
+            h.close();
+        }
+    }
+}
 
 /// A mock cluster; `None` once stopped.
 pub struct MockRes {
