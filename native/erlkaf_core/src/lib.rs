@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod cputime;
 pub mod error;
+pub mod handover;
 #[cfg(feature = "mimalloc")]
 pub mod heap;
 pub mod json;

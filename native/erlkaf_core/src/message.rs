@@ -23,6 +23,13 @@ pub struct MessageView<'a> {
     msg: &'a rd::rd_kafka_message_t,
 }
 
+// SAFETY: a view only reads its message, and librdkafka no longer changes a message once
+// it is in an event handed to the application (a delivery report, a fetched message);
+// another thread may read it while the event lives (see crate::handover).
+unsafe impl Send for MessageView<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for MessageView<'_> {}
+
 impl<'a> MessageView<'a> {
     /// Wraps a message pointer.
     ///

@@ -8,7 +8,7 @@ use crate::reply::reply_later;
 use crate::keep::{Keep, Reply};
 use rustler::sys::{ErlNifEnv, ErlNifTerm};
 use crate::resource::{check_fast_decode, ProducerRef, ProducerRes};
-use crate::sink::{Handover, Left, NifSink, ReportMode};
+use crate::sink::{take_reports, Handover, Left, NifSink, ReportMode};
 use erlkaf_core::config::Properties;
 use erlkaf_core::message::Header;
 use erlkaf_core::producer::{OpenError, OutMessage, Producer};
@@ -731,19 +731,19 @@ fn producer_stop<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, timeout_ms: u3
 /// `producer_take_heavy_report/2` for the next one; `done`: none is left.
 #[rustler::nif]
 fn producer_take_reports<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, id: u64) -> Term<'a> {
-    take_reports(env, &res, id, false)
+    take(env, &res, id, false)
 }
 
 /// `(Res, Id) -> {Reports, more | heavy | done}`: the next report alone, too much copying
 /// for a scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn producer_take_heavy_report<'a>(env: Env<'a>, res: ResourceArc<ProducerRes>, id: u64) -> Term<'a> {
-    take_reports(env, &res, id, true)
+    take(env, &res, id, true)
 }
 
-fn take_reports<'a>(env: Env<'a>, res: &ProducerRes, id: u64, heavy: bool) -> Term<'a> {
+fn take<'a>(env: Env<'a>, res: &ProducerRes, id: u64, heavy: bool) -> Term<'a> {
     let (reports, left) = match res.handover.as_ref() {
-        Some(h) => h.take(env, id, heavy),
+        Some(h) => take_reports(h, env, id, heavy),
         None => (Vec::new(), Left::Nothing),
     };
     let left = match left {

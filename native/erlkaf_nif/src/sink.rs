@@ -40,8 +40,9 @@ impl NifSink {
     }
 }
 
-/// A round of delivery reports handed to the producer process, which builds their terms
-/// on its own heap (`producer_take_reports`, a slice per call) while the pump waits.
+/// Where the pump lends each round of delivery reports to the producer process, which
+/// builds their terms on its own heap (`producer_take_reports`, a slice per call) while
+/// the pump waits (erlkaf_core::handover).
 ///
 /// Why: built on the pump, a round's reports were messages of heap fragments that the
 /// receiver's garbage collection copied again and another thread freed later, every word
@@ -52,15 +53,12 @@ impl NifSink {
 /// A report that copies more than a scheduler call may (a large iolist value, whose
 /// bytes only librdkafka holds) is built on a dirty scheduler. The pump takes back what
 /// is left (and sends it as `{erlkaf_dr, Reports}` messages, as before) when the process
-/// is gone (its monitor fired), or after [`RECLAIM_AFTER`]: a process busy in a slow
-/// callback, or one waiting for room in librdkafka's queue (which only the reports it has
-/// not taken yet would free), never holds the pump longer than that.
-pub struct Handover {
-    slot: std::sync::Mutex<Slot>,
-    taken: std::sync::Condvar,
-}
+/// is gone (its monitor closes the handover), or after [`RECLAIM_AFTER`]: a process busy in
+/// a slow callback, or one waiting for room in librdkafka's queue (which only the reports
+/// it has not taken yet would free), never holds the pump longer than that.
+pub type Handover = erlkaf_core::handover::Handover<Delivery<'static, Keep>>;
 
-/// Reports the pump built itself after handing their round over (see [`Handover`]).
+/// Reports the pump built itself after lending their round (see [`Handover`]).
 pub static REPORTS_RECLAIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long the pump waits for the producer process to take a round.
@@ -71,110 +69,38 @@ const COPY_BUDGET: usize = 256 * 1024;
 /// A report that copies more than this is built alone, on a dirty scheduler.
 const HEAVY: usize = 1024 * 1024;
 
-struct Slot {
-    /// The last round's id, sent in `{erlkaf_dr_ready, Id}`.
-    id: u64,
-    /// The round handed over; `None` when the pump has none waiting.
-    round: Option<Pending>,
-    /// The producer process is gone: no more handovers.
-    closed: bool,
-}
-
-/// Reports borrowed from the pump's round, which stays alive while the pump waits.
-struct Pending {
-    reports: *const [Delivery<'static, Keep>],
-    /// The first report not built yet.
-    next: usize,
-    /// The process took what it takes: the pump builds the rest, if any.
-    finished: bool,
-}
-
-// SAFETY: the reports are only read under the slot's lock, while the pump that owns
-// them waits, and the pump takes the round out of the slot before it goes on.
-unsafe impl Send for Pending {}
-
-impl Handover {
-    pub fn new() -> Handover {
-        Handover { slot: std::sync::Mutex::new(Slot { id: 0, round: None, closed: false }), taken: std::sync::Condvar::new() }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The producer process is gone: wakes a waiting pump, which builds the rest itself.
-    pub fn close(&self) {
-        self.lock().closed = true;
-        self.taken.notify_all();
-    }
-
-    /// On the pump: hands `reports` over, `notify(Id)` tells the process, and waits until
-    /// the process took what it takes (see [`Handover`]). Returns the index of the first
-    /// report not taken.
-    fn hand_over(&self, reports: &[Delivery<'_, Keep>], notify: impl FnOnce(u64)) -> usize {
-        let mut slot = self.lock();
-        if slot.closed {
-            return 0;
-        }
-        slot.id += 1;
-        // SAFETY: the round is taken out of the slot below, before `reports` ends.
-        let all: &[Delivery<'static, Keep>] = unsafe { std::mem::transmute(reports) };
-        slot.round = Some(Pending { reports: all, next: 0, finished: false });
-        notify(slot.id);
-        let deadline = std::time::Instant::now() + RECLAIM_AFTER;
-        loop {
-            let now = std::time::Instant::now();
-            if slot.closed || slot.round.as_ref().is_none_or(|p| p.finished) || now >= deadline {
-                break;
-            }
-            slot = self.taken.wait_timeout(slot, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        let from = slot.round.take().map_or(reports.len(), |p| p.next);
-        REPORTS_RECLAIMED.fetch_add((reports.len() - from) as u64, std::sync::atomic::Ordering::Relaxed);
-        from
-    }
-
-    /// On the producer process: builds the next reports of round `id` in `env`, up to
-    /// REPORTS_PER_MESSAGE and COPY_BUDGET (`heavy`: the next one alone, on a dirty
-    /// scheduler). Returns them and what is left of the round for the process.
-    pub fn take<'a>(&self, env: Env<'a>, id: u64, heavy: bool) -> (Vec<Term<'a>>, Left) {
-        let mut slot = self.lock();
-        if slot.id != id {
-            return (Vec::new(), Left::Nothing);
-        }
-        let Some(p) = slot.round.as_mut().filter(|p| !p.finished) else { return (Vec::new(), Left::Nothing) };
-        // SAFETY: see Pending.
-        let reports = unsafe { &*p.reports };
-        let mut end = p.next;
+/// On the producer process: builds the next reports of round `id` in `env`, up to
+/// REPORTS_PER_MESSAGE and COPY_BUDGET (`heavy`: the next one alone, on a dirty
+/// scheduler). Returns them and what is left of the round for the process.
+pub fn take_reports<'a>(h: &Handover, env: Env<'a>, id: u64, heavy: bool) -> (Vec<Term<'a>>, Left) {
+    let taken = h.take(id, |reports, next| {
+        let mut end = next;
         if heavy {
-            end = (end + 1).min(reports.len());
+            end += 1;
         } else {
+            // A heavy report first: none is taken here (Left::Heavy below).
             let mut bytes = 0;
-            while end < reports.len() && end - p.next < REPORTS_PER_MESSAGE {
-                let n = copied_bytes(&reports[end]);
-                if n > HEAVY || (end > p.next && bytes + n > COPY_BUDGET) {
+            while let Some(d) = reports.get(end).filter(|_| end - next < REPORTS_PER_MESSAGE) {
+                let n = copied_bytes(d);
+                if n > HEAVY || (end > next && bytes + n > COPY_BUDGET) {
                     break;
                 }
                 bytes += n;
                 end += 1;
             }
         }
-        let terms = report_terms(env, &reports[p.next..end], ReportMode::All);
-        p.next = end;
+        let terms = report_terms(env, &reports[next..end], ReportMode::All);
         let left = match reports.get(end) {
             None => Left::Nothing,
             Some(d) if copied_bytes(d) > HEAVY => Left::Heavy,
             Some(_) => Left::More,
         };
-        if left == Left::Nothing {
-            p.finished = true;
-            self.taken.notify_all();
-        }
-        (terms, left)
-    }
+        (end - next, (terms, left))
+    });
+    taken.map_or((Vec::new(), Left::Nothing), |(r, _)| r)
 }
 
-/// What is left of a round for the producer process after a `take`.
+/// What is left of a round for the producer process after a take.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Left {
     /// Nothing: the round was all taken, or the pump took it back.
@@ -441,9 +367,16 @@ impl Sink<Keep> for NifSink {
         let owner = self.owner;
         let env = &mut self.env;
         let from = match self.handover.as_ref() {
-            Some(h) => h.hand_over(reports, |id| {
-                let _ = env.send_and_clear(&owner, |_| (atoms::erlkaf_dr_ready(), id));
-            }),
+            Some(h) => {
+                // SAFETY: `lend` returns once the round is out of the handover, so nothing
+                // reads the reports after this call.
+                let lent: &[Delivery<'static, Keep>] = unsafe { std::mem::transmute(reports) };
+                let from = h.lend(lent, RECLAIM_AFTER, |id| {
+                    let _ = env.send_and_clear(&owner, |_| (atoms::erlkaf_dr_ready(), id));
+                });
+                REPORTS_RECLAIMED.fetch_add((reports.len() - from) as u64, std::sync::atomic::Ordering::Relaxed);
+                from
+            }
             None => 0,
         };
         let reports = &reports[from..];
