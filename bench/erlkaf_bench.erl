@@ -181,7 +181,10 @@ produce_callback(Ctx, N, Size) ->
         ok = erlkaf:stop_client(C),
         R
     end),
-    progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s", [round(Rate), round(Raw)]),
+    progress("produce/4 + delivery_report/3: erlkaf ~w msg/s, raw ~w msg/s~s",
+             [round(Rate), round(Raw),
+              [io_lib:format(" (~w reports built by the client: the producer process left them over 50 ms)", [Left])
+               || Left <- [maps:get(reports_reclaimed, Health)], Left > 0]]),
     [{produce_callback_100b, Figures#{health => Health}}].
 
 %% erlkaf's side of produce_callback or produce_batch alone, Rounds times (for a
@@ -675,14 +678,15 @@ measure(F) ->
     Collector = spawn_link(fun() -> collect_monitor([], infinity, undefined) end),
     _ = erlang:system_monitor(Collector, [{long_schedule, 1}]),
     ok = erlkaf_nif:nif_call_times_reset(),
-    #{process_cpu_ns := VmCpu0} = erlkaf_nif:nif_counters(),
+    #{process_cpu_ns := VmCpu0, reports_reclaimed := Reclaimed0} = erlkaf_nif:nif_counters(),
     Preempted0 = schedulers_preempted(),
     T0 = erlang:monotonic_time(microsecond),
     F(),
     T1 = erlang:monotonic_time(microsecond),
     #{longest_produce_cpu_us := Cpu, longest_produce_call_us := Wall, produce_calls_over_1ms := Over,
       produce_calls_waited_over_1ms := WaitedOver, produce_call_waits := Waits,
-      produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1} = erlkaf_nif:nif_counters(),
+      produce_cpu_ns := CpuNs, produce_messages := Produced, process_cpu_ns := VmCpu1,
+      reports_reclaimed := Reclaimed1} = erlkaf_nif:nif_counters(),
     Preempted1 = schedulers_preempted(),
     _ = erlang:system_monitor(undefined),
     Sw1 = erlang:statistics(scheduler_wall_time),
@@ -703,6 +707,9 @@ measure(F) ->
                           produce_ns_per_msg => CpuNs / max(1, Produced),
                           %% The whole VM's CPU (every thread: schedulers, pump, librdkafka's).
                           vm_cpu_ns => VmCpu1 - VmCpu0,
+                          %% Delivery reports the client built itself because the producer
+                          %% process had not taken their round within 50 ms (the slow path).
+                          reports_reclaimed => Reclaimed1 - Reclaimed0,
                           scheduler_utilisation => Util}}.
 
 %% Involuntary context switches of the VM's schedulers so far (the OS preempted them:
