@@ -1,6 +1,7 @@
-%%% @doc The process of one producer client. It owns the native client, receives its
-%%% delivery reports (one message per batch of reports, from the client's pump thread)
-%%% and calls the user's callback for each, answers `produce_sync' waiters, logs
+%%% @doc The process of one producer client. It owns the native client, takes its
+%%% delivery reports (with a callback: the client's pump thread tells it of each round,
+%%% and it builds the round's reports on its own heap, a slice per NIF call; without: one
+%%% message per batch of failures) and calls the user's callback for each, answers `produce_sync' waiters, logs
 %%% librdkafka's log lines and errors, and on stop flushes then purges: every message
 %%% accepted before the stop still gets exactly one report.
 -module(erlkaf_producer_server).
@@ -51,9 +52,10 @@ init({ClientId, Hidden}) ->
     {Props, Opts} = erlkaf_config:reveal(Hidden),
     _ = erlkaf_telemetry:refresh(),
     process_flag(trap_exit, true),
-    %% Reports arrive in bursts of large messages: kept off the heap until received, a
-    %% backlog is not copied by every garbage collection of this process (measured: a
-    %% tenth more reports per second through a callback).
+    %% Reports the client sends (failures without a callback; rounds it took back) arrive
+    %% in bursts of large messages: kept off the heap until received, a backlog is not
+    %% copied by every garbage collection of this process (measured when every report
+    %% came that way: a tenth more reports per second through a callback).
     process_flag(message_queue_data, off_heap),
     %% Reports handled as they arrive, however many processes produce (see the option).
     process_flag(priority, maps:get(delivery_report_priority, Opts)),
