@@ -1,9 +1,9 @@
 %%% @doc The process of one producer client. It owns the native client, takes its
 %%% delivery reports (with a callback: the client's pump thread tells it of each round,
 %%% and it builds the round's reports on its own heap, a slice per NIF call; without: one
-%%% message per batch of failures) and calls the user's callback for each, answers `produce_sync' waiters, logs
-%%% librdkafka's log lines and errors, and on stop flushes then purges: every message
-%%% accepted before the stop still gets exactly one report.
+%%% message per batch of failures) and calls the user's callback for each, answers
+%%% `produce_sync' waiters, logs librdkafka's log lines and errors, and on stop flushes
+%%% then purges: every message accepted before the stop still gets exactly one report.
 -module(erlkaf_producer_server).
 -behaviour(gen_server).
 
