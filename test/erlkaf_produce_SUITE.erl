@@ -391,6 +391,36 @@ t_reports_not_taken_by_the_process_still_come_in_order(Config) ->
     ?assertEqual(4, HeavyCalls),
     ok = erlkaf:stop_client(C).
 
+%% A callback slower than the client waits for a round (1 ms every 20 reports: a round
+%% of hundreds takes longer than 50 ms): the client takes back the rest of a round the
+%% process is in the middle of, and the process's next take finds nothing. Each message
+%% is still reported once, in offset order within its partition.
+t_reports_taken_back_mid_round_keep_order(Config) ->
+    T = ?config(topic, Config), C = slow_handover, Self = self(),
+    Count = atomics:new(1, []),
+    Cb = fun(Ref, Status, Msg) ->
+        Self ! {dr, C, Ref, Status, Msg},
+        case atomics:add_get(Count, 1, 1) rem 20 of 0 -> timer:sleep(1); _ -> ok end
+    end,
+    ok = erlkaf:create_producer(C, [{bootstrap_servers, erlkaf_test_lib:bootstrap(Config)}, {linger_ms, 20},
+                                    {delivery_report_callback, Cb}]),
+    R0 = maps:get(reports_reclaimed, erlkaf_nif:nif_counters()),
+    N = 6000,
+    {ok, Refs} = erlkaf:produce_batch(C, T, [#{partition => I rem 3, value => integer_to_binary(I)} || I <- lists:seq(1, N)]),
+    Got = [receive {dr, C, R, ok, #erlkaf_msg{partition = P, offset = O, value = V}} -> {R, P, O, V}
+           after 30000 -> ct:fail(missing_reports) end || _ <- Refs],
+    receive {dr, C, _, _, _} = Extra -> ct:fail({duplicate, Extra}) after 100 -> ok end,
+    ?assertEqual(lists:sort(Refs), lists:sort([R || {R, _, _, _} <- Got])),
+    [begin
+         InOrder = [{O, V} || {_, P1, O, V} <- Got, P1 =:= P],
+         ?assertEqual(lists:sort(InOrder), InOrder),
+         ?assertEqual([integer_to_binary(I) || I <- lists:seq(1, N), I rem 3 =:= P], [V || {_, V} <- InOrder])
+     end || P <- [0, 1, 2]],
+    Reclaimed = maps:get(reports_reclaimed, erlkaf_nif:nif_counters()) - R0,
+    ct:pal("reports the client took back: ~p of ~p", [Reclaimed, N]),
+    ?assert(Reclaimed > 0 andalso Reclaimed < N, {reclaimed, Reclaimed}),
+    ok = erlkaf:stop_client(C).
+
 t_delivery_report_only_error_filters_successes(Config) ->
     T = ?config(topic, Config),
     erlkaf_test_lib:reporting_producer(only_err, Config, [{delivery_report_only_error, true}]),
