@@ -375,20 +375,28 @@ t_reports_not_taken_by_the_process_still_come_in_order(Config) ->
     ok = sys:resume(Pid),
     Values1 = Collect(Refs1),
     R1 = Reclaimed(),
-    Heavy = {erlkaf_nif, producer_take_heavy_report, 2},
-    1 = erlang:trace_pattern(Heavy, true, [call_count]),
-    Values2 = Collect(Produce(2001, 4000)),
-    {call_count, HeavyCalls} = erlang:trace_info(Heavy, call_count),
-    erlang:trace_pattern(Heavy, false, [call_count]),
-    R2 = Reclaimed(),
-    receive {dr, C, _, _, _} = Extra -> ct:fail({duplicate, Extra}) after 100 -> ok end,
-    ?assertEqual([iolist_to_binary(Value(I)) || I <- lists:seq(1, 4000)], Values1 ++ Values2),
+    ?assertEqual([iolist_to_binary(Value(I)) || I <- lists:seq(1, 2000)], Values1),
     %% The client built the reports the suspended process left (most of them: some may
-    %% have come after it was resumed); the process all the later ones, the four large
-    %% ones each on a dirty scheduler.
+    %% have come after it was resumed).
     ?assert(R1 - R0 >= 1000, {reclaimed_while_suspended, R1 - R0}),
-    ?assertEqual(0, R2 - R1),
-    ?assertEqual(4, HeavyCalls),
+    %% Then the process takes all of them, the four large ones each on a dirty scheduler.
+    %% (Up to three tries: the OS keeping the process off its CPU for 50 ms would leave
+    %% a round to the client, which the order checks accept but these counts do not.)
+    Heavy = {erlkaf_nif, producer_take_heavy_report, 2},
+    Later = fun(From) ->
+        Before = Reclaimed(),
+        1 = erlang:trace_pattern(Heavy, true, [call_count]),
+        Values = Collect(Produce(From, From + 1999)),
+        {call_count, HeavyCalls} = erlang:trace_info(Heavy, call_count),
+        erlang:trace_pattern(Heavy, false, [call_count]),
+        ?assertEqual([iolist_to_binary(Value(I)) || I <- lists:seq(From, From + 1999)], Values),
+        {Reclaimed() - Before, HeavyCalls}
+    end,
+    Tries = lists:foldl(fun(From, [{0, 4} | _] = Acc) -> _ = From, Acc;
+                           (From, Acc) -> [Later(From) | Acc]
+                        end, [], [2001, 4001, 6001]),
+    ?assertMatch([{0, 4} | _], Tries),
+    receive {dr, C, _, _, _} = Extra -> ct:fail({duplicate, Extra}) after 100 -> ok end,
     ok = erlkaf:stop_client(C).
 
 %% A callback slower than the client waits for a round (1 ms every 20 reports: a round
