@@ -199,7 +199,8 @@ take_reports(Id, S) ->
     take_reports(erlkaf_nif:producer_take_reports(S#state.res, Id), Id, S).
 
 take_reports({Reports, Left}, Id, S) ->
-    reports(Reports, S),
+    %% (Empty: the round was taken back, or a heavy report comes first: no telemetry event.)
+    _ = Reports =/= [] andalso reports(Reports, S),
     case Left of
         more -> take_reports(Id, S);
         heavy -> take_reports(erlkaf_nif:producer_take_heavy_report(S#state.res, Id), Id, S);
