@@ -374,7 +374,9 @@ impl Sink<Keep> for NifSink {
                 let from = h.lend(lent, RECLAIM_AFTER, |id| {
                     let _ = env.send_and_clear(&owner, |_| (atoms::erlkaf_dr_ready(), id));
                 });
-                REPORTS_RECLAIMED.fetch_add((reports.len() - from) as u64, std::sync::atomic::Ordering::Relaxed);
+                if from < reports.len() {
+                    REPORTS_RECLAIMED.fetch_add((reports.len() - from) as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 from
             }
             None => 0,
